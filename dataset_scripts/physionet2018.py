@@ -1,0 +1,935 @@
+"""PhysioNet/CinC Challenge 2018 ("You Snooze, You Win") as a `datasets` builder.
+
+The builder reads a folder in the challenge layout and yields one row per 30-s window, preprocessed by
+`PhysioMAEFeatureExtractor` (the project's single preprocessing implementation):
+
+    from dataset_scripts.physionet2018 import PhysioNet2018
+    builder = PhysioNet2018(data_dir="physionet.org/files/challenge-2018/1.0.0", cache_dir="/tmp/cache")
+    builder.download_and_prepare(num_proc=4)
+    splits = builder.as_dataset()          # DatasetDict: pretrain / probe_train / probe_test
+    report = builder.build_report          # dict, also written to <cache>/build_report.json
+
+Accepted layouts of `data_dir`: `training/` and/or `test/` subfolders (each with record folders and
+optionally a `RECORDS` file), a flat folder with a `RECORDS` file (e.g. the 60-s segments), or record
+folders directly. `age-sex.csv` at the root is optional.
+
+Row schema (see `make_features`): `input_values` Array2D (num_channels, window_length) float16,
+`channel_mask` (num_channels,) bool, `modality_mask` (num_modalities,) bool, `sleep_stage`
+ClassLabel W/N1/N2/N3/REM (-1 undefined), `arousal` int8 (1/0/-1), `age` float32 (-1 unknown), `sex`
+ClassLabel F/M (-1 unknown), `record` string, `window` int32.
+
+Splits: `pretrain` = records without labels (no `.arousal`, no `-arousal.mat`, the `te*` records);
+labelled records go to `probe_test` when sha1(record name) falls in the first 22 % of the hash range,
+else to `probe_train` (deterministic, by record). A split without records is omitted.
+
+Command line:
+
+    python -m dataset_scripts.physionet2018 build --data_dir D --output_dir O [--num_proc N] [--parquet]
+    python -m dataset_scripts.physionet2018 verify --data_dir D [--sums_dir S] [--present_only]
+
+`build` writes `O/dataset` (`DatasetDict.save_to_disk`), `O/build_report.json`, and with `--parquet`
+`O/parquet/<split>-NNNNN-of-NNNNN.parquet`, which load back with
+
+    load_dataset("parquet", data_files={"pretrain": "O/parquet/pretrain-*.parquet", "probe_train": "O/parquet/probe_train-*.parquet", "probe_test": "O/parquet/probe_test-*.parquet"})
+
+Data: Ghassemi MM et al., You Snooze, You Win: the PhysioNet/Computing in Cardiology Challenge 2018,
+CinC 2018; Goldberger AL et al., PhysioBank, PhysioToolkit, and PhysioNet, Circulation 2000 (ODC-By 1.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import datasets
+import numpy as np
+
+from dataset_scripts import labels as label_tools
+
+
+BUILDER_VERSION = "1.0.0"
+PROBE_TEST_FRACTION = 0.22
+SPLIT_NAMES = ("pretrain", "probe_train", "probe_test")
+REPORT_FILE_NAME = "build_report.json"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+_MATLAB_V4_INT16_LITTLE_ENDIAN = 30  # MOPT code: little-endian, numeric full matrix of int16
+_WFDB_INVALID_SAMPLE = -32768  # format 16 "no data" value; wfdb.rdrecord turns it into NaN
+
+
+class RecordReadError(ValueError):
+    """Raised when a record's header or signal file is missing, truncated or inconsistent."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON to `path` via a temporary file in the same folder and `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=1, sort_keys=False, default=_json_default)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def assign_split(record_name: str, labelled: bool, probe_test_fraction: float = PROBE_TEST_FRACTION) -> str:
+    """`pretrain` for unlabelled records; labelled ones by sha1(record name) (first 32 bits) vs the fraction."""
+    if not labelled:
+        return "pretrain"
+    position = int(hashlib.sha1(record_name.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+    return "probe_test" if position < probe_test_fraction else "probe_train"
+
+
+# ----------------------------------------------------------------------------------------------
+# Record discovery
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordFiles:
+    """Paths of one record. Optional files are `None` when absent."""
+
+    name: str
+    header: str
+    notes: str | None = None
+    masks: str | None = None
+    subset: str = ""  # "training", "test" or "" (flat layout)
+
+    @property
+    def labelled(self) -> bool:
+        return self.notes is not None or self.masks is not None
+
+
+@dataclass
+class RecordListing:
+    """Records found under a data folder, plus what was listed but could not be used."""
+
+    records: list[RecordFiles]
+    problems: list[dict]
+    age_sex_path: str | None
+
+
+def _record_files_in(folder: Path, name: str, subset: str) -> RecordFiles | None:
+    header = folder / f"{name}.hea"
+    if not header.is_file():
+        return None
+    notes = folder / f"{name}.arousal"
+    masks = folder / f"{name}-arousal.mat"
+    return RecordFiles(
+        name=name,
+        header=str(header),
+        notes=str(notes) if notes.is_file() else None,
+        masks=str(masks) if masks.is_file() else None,
+        subset=subset,
+    )
+
+
+def _records_in_folder(folder: Path, subset: str, problems: list[dict]) -> list[RecordFiles]:
+    """Records of one folder: from its RECORDS file when present, else record folders / loose headers."""
+    found: list[RecordFiles] = []
+    listing = folder / "RECORDS"
+    if listing.is_file():
+        for line_number, line in enumerate(listing.read_text(errors="replace").splitlines(), start=1):
+            entry = line.strip().rstrip("/")
+            if not entry or entry.startswith("#"):
+                continue
+            name = Path(entry).name
+            record = _record_files_in(folder / entry, name, subset) or _record_files_in(
+                (folder / entry).parent, name, subset
+            )
+            if record is None:
+                problems.append(
+                    {"record": name, "where": f"{listing}:{line_number}", "problem": "listed in RECORDS but no header (.hea) found"}
+                )
+            else:
+                found.append(record)
+        return found
+    for child in sorted(folder.iterdir()):
+        if child.is_dir():
+            record = _record_files_in(child, child.name, subset)
+            if record is not None:
+                found.append(record)
+            elif any(child.glob("*.mat")) or any(child.glob("*.arousal")):
+                problems.append({"record": child.name, "where": str(child), "problem": "record folder without header (.hea)"})
+        elif child.suffix == ".hea":
+            found.append(_record_files_in(folder, child.stem, subset))
+    return found
+
+
+def find_records(data_dir: str | os.PathLike) -> RecordListing:
+    """Find every record under `data_dir` in one of the accepted layouts (module docstring)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_dir {root} is not a folder")
+    problems: list[dict] = []
+    subsets = [(root / subset, subset) for subset in ("training", "test") if (root / subset).is_dir()]
+    records: list[RecordFiles] = []
+    for folder, subset in subsets or [(root, "")]:
+        records.extend(_records_in_folder(folder, subset, problems))
+    unique: dict[str, RecordFiles] = {}
+    for record in records:
+        if record.name in unique:
+            problems.append({"record": record.name, "where": record.header, "problem": f"duplicate record name (kept {unique[record.name].header})"})
+            continue
+        unique[record.name] = record
+    age_sex = root / "age-sex.csv"
+    return RecordListing(
+        records=sorted(unique.values(), key=lambda record: record.name),
+        problems=problems,
+        age_sex_path=str(age_sex) if age_sex.is_file() else None,
+    )
+
+
+def _listing_fingerprint(listing: RecordListing) -> str:
+    """Hash of every input file's path, size and modification time (so changed data rebuilds)."""
+    digest = hashlib.sha1()
+    paths = [listing.age_sex_path] if listing.age_sex_path else []
+    for record in listing.records:
+        paths += [record.header, record.notes, record.masks, _signal_path_guess(record)]
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}|missing\n".encode())
+    return digest.hexdigest()
+
+
+def _signal_path_guess(record: RecordFiles) -> str:
+    return str(Path(record.header).with_suffix(".mat"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Signals
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordSignals:
+    """Physical signals of one record at its own sampling rate.
+
+    Attributes:
+        signals: (num_channels, num_samples) float32, NaN where the file holds WFDB's invalid value.
+        channel_names: names from the header.
+        sampling_rate: Hz.
+    """
+
+    signals: np.ndarray
+    channel_names: list[str]
+    sampling_rate: float
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.signals.shape[1])
+
+
+def _read_header(header_path: Path):
+    import wfdb
+
+    try:
+        return wfdb.rdheader(str(header_path.with_suffix("")))
+    except Exception as error:  # wfdb raises bare Exceptions / ValueErrors for malformed headers
+        raise RecordReadError(f"{header_path}: unreadable header: {error}") from error
+
+
+def _read_matlab_v4_int16(signal_path: Path, header, header_path: Path) -> np.ndarray:
+    """Memory-map a challenge `.mat` (Matlab v4, int16, WFDB format `16+24`) as (num_samples, num_channels).
+
+    Checks the Matlab header against the WFDB header (channel count, sample count, data offset) and
+    the file size against the matrix it announces, naming the file and the mismatch.
+    """
+    if not signal_path.is_file():
+        raise RecordReadError(f"{signal_path}: signal file missing")
+    file_size = signal_path.stat().st_size
+    with open(signal_path, "rb") as stream:
+        prefix = stream.read(20)
+        if len(prefix) < 20:
+            raise RecordReadError(f"{signal_path}: truncated ({file_size} bytes, no Matlab v4 header)")
+        type_code, rows, columns, imaginary, name_length = struct.unpack("<5i", prefix)
+    if type_code != _MATLAB_V4_INT16_LITTLE_ENDIAN or imaginary != 0 or not 0 < name_length < 64:
+        raise RecordReadError(
+            f"{signal_path}: not a Matlab v4 int16 matrix (type {type_code}, imaginary {imaginary}, name length {name_length})"
+        )
+    data_offset = 20 + name_length
+    expected_offsets = {offset for offset in (header.byte_offset or []) if offset is not None}
+    if expected_offsets and expected_offsets != {data_offset}:
+        raise RecordReadError(f"{header_path}: byte offset {sorted(expected_offsets)} but {signal_path} data starts at {data_offset}")
+    if rows != header.n_sig:
+        raise RecordReadError(f"{header_path}: header has {header.n_sig} channels but {signal_path} holds {rows}")
+    if header.sig_len is not None and columns != header.sig_len:
+        raise RecordReadError(f"{header_path}: header has {header.sig_len} samples but {signal_path} holds {columns}")
+    expected_size = data_offset + 2 * rows * columns
+    if file_size < expected_size:
+        raise RecordReadError(f"{signal_path}: truncated ({file_size} bytes, the {rows} x {columns} matrix needs {expected_size})")
+    # column-major (channels x samples) Matlab matrix = interleaved samples: (num_samples, num_channels)
+    return np.memmap(signal_path, dtype="<i2", mode="r", offset=data_offset, shape=(columns, rows))
+
+
+def read_record_signals(header_path: str | os.PathLike) -> RecordSignals:
+    """Read a record's physical signals as float32 (channels, samples), the same values as `wfdb.rdrecord`.
+
+    The challenge's `16+24` Matlab files are memory-mapped and converted channel by channel (no float64
+    copy of the whole night); other WFDB formats fall back to `wfdb.rdrecord`.
+    Raises `RecordReadError` naming the file for a missing/truncated/inconsistent record.
+    """
+    header_path = Path(header_path)
+    header = _read_header(header_path)
+    if not header.n_sig:
+        raise RecordReadError(f"{header_path}: header lists no signals")
+    if not header.fs or header.fs <= 0:
+        raise RecordReadError(f"{header_path}: invalid sampling rate {header.fs}")
+    file_names = set(header.file_name or [])
+    channel_names = [str(name) for name in header.sig_name]
+    if len(file_names) == 1 and set(header.fmt) == {"16"} and next(iter(file_names)).endswith(".mat"):
+        signal_path = header_path.parent / next(iter(file_names))
+        digital = _read_matlab_v4_int16(signal_path, header, header_path)
+        signals = np.empty((header.n_sig, digital.shape[0]), dtype=np.float32)
+        for channel in range(header.n_sig):
+            column = np.asarray(digital[:, channel])
+            gain = header.adc_gain[channel] or 1.0
+            values = (column.astype(np.float32) - np.float32(header.baseline[channel])) / np.float32(gain)
+            values[column == _WFDB_INVALID_SAMPLE] = np.nan
+            signals[channel] = values
+        del digital
+        return RecordSignals(signals=signals, channel_names=channel_names, sampling_rate=float(header.fs))
+    import wfdb
+
+    for file_name in file_names:
+        if not (header_path.parent / file_name).is_file():
+            raise RecordReadError(f"{header_path.parent / file_name}: signal file missing")
+    try:
+        record = wfdb.rdrecord(str(header_path.with_suffix("")))
+    except Exception as error:
+        raise RecordReadError(f"{header_path}: wfdb could not read the signals: {error}") from error
+    # (num_samples, num_channels) -> (num_channels, num_samples)
+    signals = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
+    return RecordSignals(signals=signals, channel_names=channel_names, sampling_rate=float(header.fs))
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature extractor layout
+# ----------------------------------------------------------------------------------------------
+
+
+def default_feature_extractor(**kwargs):
+    """The project's feature extractor (imported lazily so that labels/verify work without torch)."""
+    from modeling_physiomae.feature_extraction_physiomae import PhysioMAEFeatureExtractor
+
+    return PhysioMAEFeatureExtractor(**kwargs)
+
+
+@dataclass
+class ExtractorLayout:
+    """What the rows' shapes depend on: channel and modality names, window length, sampling rate."""
+
+    modalities: dict[str, list[str]]
+    sampling_rate: int
+    window_seconds: float
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [channel for channels in self.modalities.values() for channel in channels]
+
+    @property
+    def window_length(self) -> int:
+        return int(round(self.sampling_rate * self.window_seconds))
+
+    def modality_mask(self, channel_mask: np.ndarray) -> np.ndarray:
+        """(num_windows, num_channels) -> (num_windows, num_modalities): any channel of the modality present."""
+        columns, start = [], 0
+        for channels in self.modalities.values():
+            columns.append(channel_mask[:, start : start + len(channels)].any(axis=1))
+            start += len(channels)
+        return np.stack(columns, axis=1)
+
+
+def extractor_layout(feature_extractor) -> ExtractorLayout:
+    """Read the layout from a feature extractor (its `modalities`, `sampling_rate`, `window_seconds`)."""
+    from modeling_physiomae.configuration_physiomae import DEFAULT_MODALITIES
+
+    modalities = getattr(feature_extractor, "modalities", None) or DEFAULT_MODALITIES
+    return ExtractorLayout(
+        modalities={str(name): [str(channel) for channel in channels] for name, channels in modalities.items()},
+        sampling_rate=int(getattr(feature_extractor, "sampling_rate", 100)),
+        window_seconds=float(getattr(feature_extractor, "window_seconds", 30.0)),
+    )
+
+
+def make_features(layout: ExtractorLayout) -> datasets.Features:
+    """The row schema for a layout (13 channels x 3000 samples with the default extractor)."""
+    return datasets.Features(
+        {
+            "input_values": datasets.Array2D(shape=(len(layout.channel_names), layout.window_length), dtype="float16"),
+            "channel_mask": datasets.Sequence(datasets.Value("bool"), length=len(layout.channel_names)),
+            "modality_mask": datasets.Sequence(datasets.Value("bool"), length=len(layout.modalities)),
+            "sleep_stage": datasets.ClassLabel(names=list(label_tools.STAGE_NAMES)),
+            "arousal": datasets.Value("int8"),
+            "age": datasets.Value("float32"),
+            "sex": datasets.ClassLabel(names=list(label_tools.SEX_NAMES)),
+            "record": datasets.Value("string"),
+            "window": datasets.Value("int32"),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# One record -> windows + report
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordWindows:
+    """Rows of one record, ready to yield, and the record's report entry."""
+
+    rows: list[dict]
+    report: dict
+
+
+def _record_labels(record: RecordFiles, num_samples: int, report: dict) -> label_tools.SampleLabels | None:
+    """Per-sample labels from the masks when readable, else from the notes; problems go to `report`."""
+    label_problems = []
+    if record.masks is not None:
+        try:
+            labels = label_tools.read_arousal_masks(record.masks, num_samples)
+            if record.notes is not None:  # still parse the notes for unknown-text accounting
+                try:
+                    labels.report["notes"] = label_tools.read_arousal_notes(record.notes, num_samples).report
+                except label_tools.AnnotationFormatError as error:
+                    labels.report["notes_problem"] = str(error)
+            labels.report["problems"] = label_problems
+            return labels
+        except label_tools.ArousalMaskError as error:
+            label_problems.append(f"masks unusable, {'using notes' if record.notes else 'no labels'}: {error}")
+    if record.notes is not None:
+        try:
+            labels = label_tools.read_arousal_notes(record.notes, num_samples)
+            labels.report["problems"] = label_problems
+            return labels
+        except (label_tools.AnnotationFormatError, OSError) as error:
+            label_problems.append(f"notes unusable: {error}")
+    report["label_problems"] = label_problems
+    return None
+
+
+def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayout, age: float, sex: int) -> RecordWindows:
+    """Read, preprocess, window and label one record. Bad input -> `RecordReadError` (caller reports it)."""
+    report: dict[str, Any] = {"subset": record.subset, "labelled": record.labelled, "age": age, "sex": sex}
+    loaded = read_record_signals(record.header)
+    record_seconds = loaded.num_samples / loaded.sampling_rate
+    report.update(
+        sampling_rate=loaded.sampling_rate,
+        num_samples=loaded.num_samples,
+        seconds=record_seconds,
+        channels_in_file=loaded.channel_names,
+        non_finite_samples={
+            name: int(count) for name, count in zip(loaded.channel_names, (~np.isfinite(loaded.signals)).sum(axis=1)) if count
+        },
+    )
+    if record_seconds < layout.window_seconds:
+        raise RecordReadError(
+            f"{record.header}: record shorter than one window ({record_seconds:.2f} s < {layout.window_seconds:g} s)"
+        )
+    sample_labels = _record_labels(record, loaded.num_samples, report) if record.labelled else None
+    if sample_labels is not None:
+        report["labels"] = {"source": sample_labels.source, **sample_labels.report}
+
+    preprocessed = feature_extractor.preprocess_record(loaded.signals, loaded.channel_names, loaded.sampling_rate)
+    report["preprocessing"] = preprocessed.report
+    del loaded
+    windows, channel_mask = feature_extractor.cut_windows(preprocessed)
+    windows = np.asarray(windows)
+    channel_mask = np.asarray(channel_mask, dtype=bool)
+    num_windows = windows.shape[0]
+    report["channels_present"] = [
+        name for name, present in zip(layout.channel_names, np.asarray(preprocessed.channel_present)) if present
+    ]
+    del preprocessed
+
+    samples_per_window = int(round(layout.window_seconds * report["sampling_rate"]))
+    if sample_labels is not None:
+        labelled_windows = label_tools.window_labels(sample_labels, samples_per_window, num_windows=num_windows)
+        sleep_stage, arousal = labelled_windows.sleep_stage, labelled_windows.arousal
+        if len(sleep_stage) < num_windows:  # labels shorter than the signal: pad as undefined
+            sleep_stage = np.concatenate([sleep_stage, np.full(num_windows - len(sleep_stage), -1)])
+            arousal = np.concatenate([arousal, np.full(num_windows - len(arousal), -1, dtype=np.int8)])
+    else:
+        sleep_stage = np.full(num_windows, -1, dtype=np.int64)
+        arousal = np.full(num_windows, -1, dtype=np.int8)
+    modality_mask = layout.modality_mask(channel_mask) if num_windows else np.zeros((0, len(layout.modalities)), bool)
+
+    skipped: Counter = Counter()
+    clipped_values = 0
+    rows = []
+    for window_index in range(num_windows):
+        window = windows[window_index]
+        if not channel_mask[window_index].any():
+            skipped["no channel present in the window"] += 1
+            continue
+        if not np.isfinite(window).all():
+            skipped["non-finite values after preprocessing"] += 1
+            continue
+        overflow = np.abs(window) > FLOAT16_MAX
+        if overflow.any():
+            clipped_values += int(overflow.sum())
+            window = np.clip(window, -FLOAT16_MAX, FLOAT16_MAX)
+        rows.append(
+            {
+                "input_values": window.astype(np.float16),
+                "channel_mask": channel_mask[window_index],
+                "modality_mask": modality_mask[window_index],
+                "sleep_stage": int(sleep_stage[window_index]),
+                "arousal": int(arousal[window_index]),
+                "age": float(age),
+                "sex": int(sex),
+                "record": record.name,
+                "window": window_index,
+            }
+        )
+    trailing_seconds = record_seconds - num_windows * layout.window_seconds
+    report.update(
+        status="built",
+        windows_total=num_windows,
+        windows_kept=len(rows),
+        windows_skipped=dict(skipped),
+        trailing_seconds_not_windowed=round(trailing_seconds, 3),
+        float16_clipped_values=clipped_values,
+        sleep_stage_counts={
+            name: int((sleep_stage == code).sum()) for code, name in enumerate(label_tools.STAGE_NAMES)
+        }
+        | {"undefined": int((sleep_stage == -1).sum())},
+        arousal_counts={str(value): int((arousal == value).sum()) for value in (1, 0, -1)},
+    )
+    return RecordWindows(rows=rows, report=report)
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+def merge_report(
+    fragments_dir: str | os.PathLike,
+    listing: RecordListing,
+    split_of: dict[str, str],
+    age_sex: label_tools.AgeSexTable | None,
+    header: dict,
+) -> dict:
+    """Merge the per-record fragments into one report; a record without a fragment is flagged, never lost."""
+    fragments_dir = Path(fragments_dir)
+    records: dict[str, dict] = {}
+    for record in listing.records:
+        fragment = fragments_dir / f"{record.name}.json"
+        if fragment.is_file():
+            records[record.name] = json.loads(fragment.read_text())
+        else:
+            records[record.name] = {"status": "skipped", "reason": "no report fragment (worker did not finish this record)"}
+        records[record.name]["split"] = split_of[record.name]
+    skipped_by_reason: Counter = Counter()
+    window_skips: Counter = Counter()
+    splits: dict[str, dict] = {}
+    for name, entry in records.items():
+        split = splits.setdefault(entry["split"], {"records": 0, "records_built": 0, "windows": 0})
+        split["records"] += 1
+        if entry["status"] == "built":
+            split["records_built"] += 1
+            split["windows"] += entry["windows_kept"]
+            window_skips.update(entry.get("windows_skipped", {}))
+        else:
+            skipped_by_reason[entry.get("reason_kind", entry["reason"])] += 1
+    totals = {
+        "records_found": len(listing.records),
+        "records_built": sum(entry["status"] == "built" for entry in records.values()),
+        "records_skipped": sum(entry["status"] != "built" for entry in records.values()),
+        "records_skipped_by_reason": dict(skipped_by_reason),
+        "windows_kept": sum(entry.get("windows_kept", 0) for entry in records.values()),
+        "windows_skipped": sum(window_skips.values()),
+        "windows_skipped_by_reason": dict(window_skips),
+        "unknown_annotation_notes": sum(
+            (entry.get("labels", {}).get("notes") or entry.get("labels", {})).get("unknown_note_count", 0)
+            for entry in records.values()
+        ),
+    }
+    return {
+        **header,
+        "totals": totals,
+        "splits": splits,
+        "listing_problems": listing.problems,
+        "age_sex": {
+            "path": listing.age_sex_path,
+            "entries": len(age_sex.entries) if age_sex else 0,
+            "problems": age_sex.problems if age_sex else [],
+        },
+        "records": records,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# The builder
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhysioNet2018Config(datasets.BuilderConfig):
+    """Builder settings.
+
+    Args:
+        probe_test_fraction: share of the labelled records (by sha1 of the name) in `probe_test`.
+        feature_extractor_kwargs: keyword arguments of `PhysioMAEFeatureExtractor` (its defaults otherwise).
+    """
+
+    probe_test_fraction: float = PROBE_TEST_FRACTION
+    feature_extractor_kwargs: dict = field(default_factory=dict)
+
+
+class PhysioNet2018(datasets.GeneratorBasedBuilder):
+    """PhysioNet/CinC 2018 polysomnography as 30-s windows (see the module docstring for layout and schema).
+
+    Instantiate directly: `PhysioNet2018(data_dir=..., cache_dir=...)`, then `download_and_prepare()`
+    and `as_dataset()`. `build_report` holds the JSON report of every record after preparation.
+    """
+
+    BUILDER_CONFIG_CLASS = PhysioNet2018Config
+    BUILDER_CONFIGS = [PhysioNet2018Config(name="default", version=datasets.Version(BUILDER_VERSION))]
+    DEFAULT_CONFIG_NAME = "default"
+    DEFAULT_WRITER_BATCH_SIZE = 256  # 256 windows x 13 x 3000 float16 ~ 20 MB per Arrow batch
+
+    def __init__(self, *args, data_dir: str | None = None, feature_extractor=None, **kwargs):
+        if data_dir is None:
+            raise ValueError("PhysioNet2018 needs data_dir= (a folder in the challenge layout)")
+        data_dir = os.path.abspath(os.fspath(data_dir))
+        self._listing = find_records(data_dir)
+        config_kwargs_extractor = kwargs.get("feature_extractor_kwargs") or {}
+        self._feature_extractor = feature_extractor or default_feature_extractor(**config_kwargs_extractor)
+        self._layout = extractor_layout(self._feature_extractor)
+        extractor_settings = json.dumps(self._feature_extractor.to_dict(), sort_keys=True, default=str)
+        fingerprint = hashlib.sha1(
+            f"{BUILDER_VERSION}|{_listing_fingerprint(self._listing)}|{extractor_settings}".encode()
+        ).hexdigest()
+        kwargs.setdefault("hash", fingerprint)
+        super().__init__(*args, data_dir=data_dir, **kwargs)
+        self._build_report: dict | None = None
+        self._fragments_dir: str | None = None
+
+    # -- datasets API -------------------------------------------------------------------------
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description="PhysioNet/CinC Challenge 2018 polysomnography, 30-s windows preprocessed by PhysioMAEFeatureExtractor.",
+            features=make_features(self._layout),
+            homepage="https://physionet.org/content/challenge-2018/1.0.0/",
+            citation=(
+                "Ghassemi MM, Moody BE, Lehman LH, Song C, Li Q, Sun H, Mark RG, Westover MB, Clifford GD. "
+                "You Snooze, You Win: the PhysioNet/Computing in Cardiology Challenge 2018. CinC 2018; 45."
+            ),
+            license="ODC-By-1.0",
+        )
+
+    def _split_generators(self, dl_manager):
+        split_of = self._split_assignment()
+        self._fragments_dir = self._cache_dir + ".report-fragments"
+        shutil.rmtree(self._fragments_dir, ignore_errors=True)
+        os.makedirs(self._fragments_dir)
+        generators = []
+        for split in SPLIT_NAMES:
+            members = [asdict(record) for record in self._listing.records if split_of[record.name] == split]
+            if not members:
+                continue
+            generators.append(
+                datasets.SplitGenerator(
+                    name=split,
+                    gen_kwargs={
+                        "records": members,
+                        "age_sex_path": self._listing.age_sex_path,
+                        "fragments_dir": self._fragments_dir,
+                    },
+                )
+            )
+        return generators
+
+    def _generate_examples(self, records: list[dict], age_sex_path: str | None, fragments_dir: str) -> Iterator[tuple[str, dict]]:
+        age_sex = label_tools.read_age_sex_csv(age_sex_path) if age_sex_path else None
+        for record_fields in records:
+            record = RecordFiles(**record_fields)
+            age, sex = age_sex.lookup(record.name) if age_sex else (-1.0, -1)
+            try:
+                result = process_record(record, self._feature_extractor, self._layout, age, sex)
+            except Exception as error:  # any bad input: the record is skipped with its reason, the build goes on
+                result = RecordWindows(rows=[], report=_skipped_record_report(record, error))
+            for row in result.rows:
+                yield f"{record.name}/{row['window']}", row
+            write_json_atomically(Path(fragments_dir) / f"{record.name}.json", result.report)
+
+    def download_and_prepare(self, *args, **kwargs):
+        """`datasets`' preparation, then the per-record reports are merged into `build_report.json`."""
+        self._fragments_dir = None
+        super().download_and_prepare(*args, **kwargs)
+        report_path = self.build_report_path
+        if self._fragments_dir is not None and os.path.isdir(self._fragments_dir):
+            age_sex = label_tools.read_age_sex_csv(self._listing.age_sex_path) if self._listing.age_sex_path else None
+            report = merge_report(
+                self._fragments_dir,
+                self._listing,
+                self._split_assignment(),
+                age_sex,
+                header={
+                    "builder_version": BUILDER_VERSION,
+                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "data_dir": self.config.data_dir,
+                    "probe_test_fraction": self.config.probe_test_fraction,
+                    "feature_extractor": self._feature_extractor.to_dict(),
+                    "row_counts": {name: split.num_examples for name, split in (self.info.splits or {}).items()},
+                },
+            )
+            write_json_atomically(report_path, report)
+            shutil.rmtree(self._fragments_dir, ignore_errors=True)
+            self._build_report = report
+        elif os.path.isfile(report_path):
+            self._build_report = json.loads(Path(report_path).read_text())
+
+    # -- extras -------------------------------------------------------------------------------
+
+    @property
+    def build_report_path(self) -> str:
+        """`build_report.json` inside the prepared cache folder."""
+        return os.path.join(getattr(self, "_output_dir", None) or self._cache_dir, REPORT_FILE_NAME)
+
+    @property
+    def build_report(self) -> dict:
+        """The report of the last preparation (loaded from the cache when it was already prepared)."""
+        if self._build_report is None and os.path.isfile(self.build_report_path):
+            self._build_report = json.loads(Path(self.build_report_path).read_text())
+        if self._build_report is None:
+            raise RuntimeError("no build report yet: call download_and_prepare() first")
+        return self._build_report
+
+    @property
+    def records(self) -> list[RecordFiles]:
+        return list(self._listing.records)
+
+    def _split_assignment(self) -> dict[str, str]:
+        return {
+            record.name: assign_split(record.name, record.labelled, self.config.probe_test_fraction)
+            for record in self._listing.records
+        }
+
+
+def _skipped_record_report(record: RecordFiles, error: Exception) -> dict:
+    message = str(error)
+    kind = _reason_kind(error, message)
+    return {"subset": record.subset, "labelled": record.labelled, "status": "skipped", "reason": message, "reason_kind": kind, "windows_kept": 0}
+
+
+def _reason_kind(error: Exception, message: str) -> str:
+    """A short category of a skip reason for the totals (the full message stays in the record entry)."""
+    for needle, kind in (
+        ("signal file missing", "signal file missing"),
+        ("truncated", "signal file truncated"),
+        ("header has", "header does not match signal file"),
+        ("byte offset", "header does not match signal file"),
+        ("shorter than one window", "record shorter than one window"),
+        ("unreadable header", "header unreadable"),
+        ("not a Matlab v4", "signal file not Matlab v4 int16"),
+    ):
+        if needle in message:
+            return kind
+    return f"{type(error).__name__}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Verification against the official SHA1SUMS
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerificationResult:
+    """Outcome of `verify_download`: `missing`/`corrupted` files, `absent_records` (present_only mode), `checked` count."""
+
+    checked: int = 0
+    ok: int = 0
+    missing: list[str] = field(default_factory=list)
+    corrupted: list[dict] = field(default_factory=list)
+    absent_records: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing and not self.corrupted
+
+
+def read_sha1sums(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """`sha1  relative/path` lines (as written by sha1sum) -> [(sha1, path)]; raises naming bad lines."""
+    entries = []
+    for line_number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or len(parts[0]) != 40:
+            raise ValueError(f"{path}:{line_number}: not a 'sha1  path' line: {line!r}")
+        entries.append((parts[0].lower(), parts[1].strip().lstrip("*")))
+    return entries
+
+
+def _file_sha1(path: Path, chunk_size: int = 1 << 22) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_download(data_dir: str | os.PathLike, sums_dir: str | os.PathLike, present_only: bool = False) -> VerificationResult:
+    """Check a downloaded copy against `training_SHA1SUMS` and `test_SHA1SUMS`.
+
+    Files of `training_SHA1SUMS` are looked for under `data_dir/training/` (else `data_dir/`), those of
+    `test_SHA1SUMS` under `data_dir/test/` (else `data_dir/`). With `present_only`, records whose folder
+    is absent are listed in `absent_records` instead of as missing files (partial downloads); files missing
+    inside a present record folder are still errors.
+    """
+    data_dir, sums_dir = Path(data_dir), Path(sums_dir)
+    result = VerificationResult()
+    for sums_name, subset in (("training_SHA1SUMS", "training"), ("test_SHA1SUMS", "test")):
+        sums_path = sums_dir / sums_name
+        if not sums_path.is_file():
+            raise FileNotFoundError(f"{sums_path} not found (give --sums_dir the folder holding {sums_name})")
+        base = data_dir / subset if (data_dir / subset).is_dir() else data_dir
+        absent = set()
+        for expected, relative in read_sha1sums(sums_path):
+            target = base / relative
+            record_folder = relative.split("/", 1)[0] if "/" in relative else None
+            if present_only and record_folder is not None and not (base / record_folder).is_dir():
+                absent.add(record_folder)
+                continue
+            if present_only and record_folder is None and not target.is_file():
+                continue  # RECORDS / ANNOTATORS are often not part of a partial download
+            result.checked += 1
+            if not target.is_file():
+                result.missing.append(f"{subset}/{relative}")
+                continue
+            actual = _file_sha1(target)
+            if actual != expected:
+                result.corrupted.append({"file": f"{subset}/{relative}", "expected": expected, "actual": actual})
+            else:
+                result.ok += 1
+        result.absent_records.extend(sorted(absent))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def build_to_folder(
+    data_dir: str, output_dir: str, num_proc: int | None = None, parquet: bool = False, keep_cache: bool = False,
+    rows_per_parquet_shard: int = 2000,
+) -> dict:
+    """Build, `save_to_disk` into `output_dir/dataset`, write `output_dir/build_report.json` (+ Parquet shards)."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    cache_dir = output / "cache"
+    builder = PhysioNet2018(data_dir=data_dir, cache_dir=str(cache_dir))
+    builder.download_and_prepare(num_proc=num_proc)
+    dataset_dict = builder.as_dataset()
+    staging = output / ".dataset.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    dataset_dict.save_to_disk(str(staging))
+    shutil.rmtree(output / "dataset", ignore_errors=True)
+    os.replace(staging, output / "dataset")
+    if parquet:
+        parquet_staging = output / ".parquet.tmp"
+        shutil.rmtree(parquet_staging, ignore_errors=True)
+        parquet_staging.mkdir()
+        for split, dataset in dataset_dict.items():
+            num_shards = max(1, -(-len(dataset) // rows_per_parquet_shard))
+            for shard_index in range(num_shards):
+                shard = dataset.shard(num_shards=num_shards, index=shard_index, contiguous=True)
+                shard.to_parquet(str(parquet_staging / f"{split}-{shard_index:05d}-of-{num_shards:05d}.parquet"))
+        shutil.rmtree(output / "parquet", ignore_errors=True)
+        os.replace(parquet_staging, output / "parquet")
+    report = builder.build_report
+    write_json_atomically(output / REPORT_FILE_NAME, report)
+    del dataset_dict
+    if not keep_cache:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    return report
+
+
+def parquet_load_snippet(output_dir: str, splits: list[str]) -> str:
+    """The one-liner that loads the Parquet shards written by `build --parquet`."""
+    files = ", ".join(f'"{split}": "{output_dir}/parquet/{split}-*.parquet"' for split in splits)
+    return f'load_dataset("parquet", data_files={{{files}}})'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dataset_scripts.physionet2018", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build the windowed dataset from a challenge-layout folder")
+    build.add_argument("--data_dir", required=True)
+    build.add_argument("--output_dir", required=True)
+    build.add_argument("--num_proc", type=int, default=None)
+    build.add_argument("--parquet", action="store_true", help="also write Parquet shards to OUTPUT/parquet")
+    build.add_argument("--keep_cache", action="store_true", help="keep the datasets cache in OUTPUT/cache")
+    verify = commands.add_parser("verify", help="check files against the official SHA1SUMS")
+    verify.add_argument("--data_dir", required=True)
+    verify.add_argument("--sums_dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/physionet2018-labels"))
+    verify.add_argument("--present_only", action="store_true", help="check only records that were downloaded")
+    arguments = parser.parse_args(argv)
+
+    if arguments.command == "build":
+        report = build_to_folder(arguments.data_dir, arguments.output_dir, arguments.num_proc, arguments.parquet, arguments.keep_cache)
+        totals = report["totals"]
+        print(
+            f"records: {totals['records_built']} built, {totals['records_skipped']} skipped {totals['records_skipped_by_reason']}; "
+            f"windows: {totals['windows_kept']} kept, {totals['windows_skipped']} skipped {totals['windows_skipped_by_reason']}"
+        )
+        for split, counts in report["splits"].items():
+            print(f"  {split}: {counts['records_built']}/{counts['records']} records, {counts['windows']} windows")
+        print(f"report: {Path(arguments.output_dir) / REPORT_FILE_NAME}; dataset: {Path(arguments.output_dir) / 'dataset'}")
+        if arguments.parquet:
+            print(parquet_load_snippet(arguments.output_dir, list(report["splits"])))
+        return 0
+
+    result = verify_download(arguments.data_dir, arguments.sums_dir, arguments.present_only)
+    for name in result.missing:
+        print(f"MISSING   {name}")
+    for entry in result.corrupted:
+        print(f"CORRUPTED {entry['file']} (sha1 {entry['actual']}, expected {entry['expected']})")
+    if result.absent_records:
+        print(f"not downloaded (skipped with --present_only): {len(result.absent_records)} records")
+    print(f"checked {result.checked} files: {result.ok} ok, {len(result.missing)} missing, {len(result.corrupted)} corrupted")
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
