@@ -11,17 +11,15 @@ Sources, in the order the builder prefers them:
 stage that starts at sample 0 would be lost. `read_wfdb_annotations` parses the annotation binary
 itself and keeps every note except the real definition notes (aux text starting with `"## "`).
 
-Labels from notes alone (no `-arousal.mat`), per sample:
+Labels from notes alone (no `-arousal.mat`) follow the convention of the challenge's own masks, which
+this module reproduces sample for sample on the real `tr03-0005` (tests/test_labels.py):
 
-| per-sample arousal | when |
-| --- | --- |
-| +1 | inside a paired `(arousal_*` ... `arousal_*)` event |
-| -1 | otherwise inside a paired `(resp_*` ... `resp_*)` event (apnea/hypopnea regions are not scored in the challenge) |
-| -1 | otherwise the stage is W or undefined (arousals are scored during sleep only, as in the challenge masks) |
-| 0 | otherwise (N1, N2, N3 or REM, no event) |
-
-The challenge masks additionally pad events by a few seconds, so notes-derived window labels agree
-with mask-derived ones on most, not all, windows (see tests/test_labels.py).
+- stage: a stage note at sample `s` holds from sample `s - 1` (the challenge's MATLAB off-by-one, clipped
+  at 0) until one sample before the next stage note; samples before the first note and the record's last
+  sample are undefined;
+- arousal: 0 everywhere, then +1 on `[start - 2 s - 1, end + 10 s)` of every paired `(arousal_*` ...
+  `arousal_*)` event, then -1 ("not scored", wins over +1) on `[start - 10 s - 1, end + 10 s)` of every
+  `(resp_*` ... `resp_*)` event (apneas/hypopneas) and of every run of wake. Undefined stage stays 0.
 
 Window labels (30-s windows aligned to the record start):
 
@@ -86,6 +84,9 @@ KNOWN_EVENT_NAMES = frozenset(
 )
 
 AROUSAL_MIN_SECONDS = 3.0
+#: padding of the challenge masks around events (seconds; the start additionally moves one sample earlier)
+AROUSAL_PAD_BEFORE_SECONDS, AROUSAL_PAD_AFTER_SECONDS = 2.0, 10.0
+NOT_SCORED_PAD_BEFORE_SECONDS, NOT_SCORED_PAD_AFTER_SECONDS = 10.0, 10.0
 SCORED_MIN_FRACTION = 0.5
 
 # MIT annotation format: one little-endian 16-bit word per field, annotation code in the top 6 bits.
@@ -240,8 +241,14 @@ def _event_name_and_side(note: str) -> tuple[str, str] | None:
     return None
 
 
-def labels_from_notes(annotations: WfdbAnnotations, num_samples: int) -> SampleLabels:
-    """Per-sample stage and arousal from challenge notes (see the module docstring for the rule)."""
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and exclusive ends of the runs of True in a boolean vector."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def labels_from_notes(annotations: WfdbAnnotations, num_samples: int, sampling_rate: float) -> SampleLabels:
+    """Per-sample stage and arousal from challenge notes (the challenge-mask convention, module docstring)."""
     stage = np.full(num_samples, UNDEFINED_STAGE, dtype=np.int8)
     unknown_notes: Counter = Counter()
     unlisted_events: Counter = Counter()
@@ -280,20 +287,26 @@ def labels_from_notes(annotations: WfdbAnnotations, num_samples: int) -> SampleL
             continue
         start = open_events.pop(name)
         event_counts[name] += 1
-        span = (start, sample + 1)
+        span = (start, sample)
         (arousal_spans if name.startswith(TARGET_AROUSAL_PREFIX) else not_scored_spans).append(span)
     for name, start in open_events.items():
         unpaired.append({"event": name, "sample": start, "problem": "never closed"})
 
     for change_index, (start, code) in enumerate(stage_changes):
         end = stage_changes[change_index + 1][0] if change_index + 1 < len(stage_changes) else num_samples
-        stage[start:end] = code
+        stage[max(start - 1, 0) : max(end - 1, 0)] = code
+    if num_samples:
+        stage[-1] = UNDEFINED_STAGE
 
-    arousal = np.where((stage >= 1), 0, -1).astype(np.int8)  # scored during sleep only
-    for start, end in not_scored_spans:
-        arousal[start:end] = -1
+    def padding(seconds: float) -> int:
+        return int(round(seconds * sampling_rate))
+
+    arousal = np.zeros(num_samples, dtype=np.int8)
     for start, end in arousal_spans:
-        arousal[start:end] = 1
+        arousal[max(start - padding(AROUSAL_PAD_BEFORE_SECONDS) - 1, 0) : end + padding(AROUSAL_PAD_AFTER_SECONDS)] = 1
+    wake_starts, wake_ends = _runs(stage == STAGE_NOTE_TO_CODE["W"])
+    for start, end in not_scored_spans + list(zip(wake_starts.tolist(), wake_ends.tolist())):
+        arousal[max(start - padding(NOT_SCORED_PAD_BEFORE_SECONDS) - 1, 0) : end + padding(NOT_SCORED_PAD_AFTER_SECONDS)] = -1
 
     report = {
         "stage_notes": len(stage_changes),
@@ -308,9 +321,9 @@ def labels_from_notes(annotations: WfdbAnnotations, num_samples: int) -> SampleL
     return SampleLabels(stage=stage, arousal=arousal, source="notes", report=report)
 
 
-def read_arousal_notes(path: str | os.PathLike, num_samples: int) -> SampleLabels:
+def read_arousal_notes(path: str | os.PathLike, num_samples: int, sampling_rate: float) -> SampleLabels:
     """Read a `.arousal` file and turn its notes into per-sample labels (stage at sample 0 kept)."""
-    return labels_from_notes(read_wfdb_annotations(path), num_samples)
+    return labels_from_notes(read_wfdb_annotations(path), num_samples, sampling_rate)
 
 
 # ----------------------------------------------------------------------------------------------

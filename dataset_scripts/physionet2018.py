@@ -417,7 +417,7 @@ class RecordWindows:
     report: dict
 
 
-def _record_labels(record: RecordFiles, num_samples: int, report: dict) -> label_tools.SampleLabels | None:
+def _record_labels(record: RecordFiles, num_samples: int, sampling_rate: float, report: dict) -> label_tools.SampleLabels | None:
     """Per-sample labels from the masks when readable, else from the notes; problems go to `report`."""
     label_problems = []
     if record.masks is not None:
@@ -425,7 +425,7 @@ def _record_labels(record: RecordFiles, num_samples: int, report: dict) -> label
             labels = label_tools.read_arousal_masks(record.masks, num_samples)
             if record.notes is not None:  # still parse the notes for unknown-text accounting
                 try:
-                    labels.report["notes"] = label_tools.read_arousal_notes(record.notes, num_samples).report
+                    labels.report["notes"] = label_tools.read_arousal_notes(record.notes, num_samples, sampling_rate).report
                 except label_tools.AnnotationFormatError as error:
                     labels.report["notes_problem"] = str(error)
             labels.report["problems"] = label_problems
@@ -434,7 +434,7 @@ def _record_labels(record: RecordFiles, num_samples: int, report: dict) -> label
             label_problems.append(f"masks unusable, {'using notes' if record.notes else 'no labels'}: {error}")
     if record.notes is not None:
         try:
-            labels = label_tools.read_arousal_notes(record.notes, num_samples)
+            labels = label_tools.read_arousal_notes(record.notes, num_samples, sampling_rate)
             labels.report["problems"] = label_problems
             return labels
         except (label_tools.AnnotationFormatError, OSError) as error:
@@ -461,7 +461,7 @@ def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayo
         raise RecordReadError(
             f"{record.header}: record shorter than one window ({record_seconds:.2f} s < {layout.window_seconds:g} s)"
         )
-    sample_labels = _record_labels(record, loaded.num_samples, report) if record.labelled else None
+    sample_labels = _record_labels(record, loaded.num_samples, loaded.sampling_rate, report) if record.labelled else None
     if sample_labels is not None:
         report["labels"] = {"source": sample_labels.source, **sample_labels.report}
 
