@@ -168,6 +168,13 @@ class PhysioMAEConfig(PreTrainedConfig):
         super().__init__(**kwargs)
         self._validate()
 
+    def to_json_string(self, use_diff: bool = True) -> str:
+        """As the base class but without `sort_keys`, which would reorder `modalities` (and so the channels)."""
+        import json
+
+        config_dict = self.to_diff_dict() if use_diff else self.to_dict()
+        return json.dumps(config_dict, indent=2) + "\n"
+
     # ----------------------------------------------------------------- derived sizes
     @property
     def modality_names(self) -> list[str]:
