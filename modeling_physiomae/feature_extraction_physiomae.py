@@ -1,0 +1,736 @@
+"""Feature extractor for PhysioMAE: raw polysomnography channels -> 30-s windows at 100 Hz.
+
+This module is the single preprocessing implementation of the project: the dataset builder calls
+`PhysioMAEFeatureExtractor.preprocess_record` / `cut_windows`, and users call the extractor itself.
+It is copied to the Hub next to the model, so it imports nothing of ours except the configuration.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from scipy import signal as scipy_signal
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
+from transformers.utils import logging
+
+from .configuration_physiomae import DEFAULT_MODALITIES
+
+
+logger = logging.get_logger(__name__)
+
+
+# Zero-phase Butterworth band per modality: [high-pass Hz or None, low-pass Hz or None]. Low-pass cut-offs
+# must lie below the Nyquist frequency of the target rate (50 Hz at 100 Hz); 45 Hz replaces the paper's
+# 70 Hz for EMG/ECG for that reason.
+DEFAULT_FILTER_BANDS: dict[str, list[float | None]] = {
+    "eeg": [0.1, 30.0],  # paper
+    "eog": [0.1, 30.0],  # paper
+    "emg": [0.1, 45.0],  # paper 0.1-70 Hz, capped below the 50 Hz Nyquist of 100 Hz
+    "resp": [0.05, 5.0],  # breathing 0.1-0.5 Hz plus harmonics (flow shape); 0.05 Hz removes belt drift
+    "spo2": [None, 1.0],  # saturation level is the information: no high-pass, smooth the 1-Hz oximeter steps
+    "ecg": [0.1, 45.0],  # paper 0.1-70 Hz, capped like EMG
+}
+
+# Canonical channel name -> accepted aliases. Matching is case-insensitive and ignores spaces; "_" and
+# ":" count as "-"; a leading "EEG"/"EOG"/"EMG" word (as in EDF labels such as "EEG C4-A1") is ignored.
+# A canonical name always matches itself. The challenge's M1/M2 (mastoid) references are the A1/A2
+# (ear/mastoid) references of older montages: C4-A1 is the same derivation as C4-M1.
+DEFAULT_CHANNEL_ALIASES: dict[str, list[str]] = {
+    "F3-M2": ["F3-A2"],
+    "F4-M1": ["F4-A1"],
+    "C3-M2": ["C3-A2"],
+    "C4-M1": ["C4-A1"],
+    "O1-M2": ["O1-A2"],
+    "O2-M1": ["O2-A1"],
+    "E1-M2": ["E1-A2", "E1", "LOC", "LOC-A2", "LOC-M2", "EOG-L", "EOGL", "EOG(L)", "EOG Left"],
+    "Chin1-Chin2": ["Chin", "EMG", "Chin EMG", "EMG Chin", "Chin1-Chin3", "Chin2-Chin1", "Submental EMG"],
+    "ABD": ["Abdomen", "Abdominal", "Abdo", "ABDO RES", "ABD RES", "Effort ABD"],
+    "CHEST": ["Thorax", "Thoracic", "Thor", "THOR RES", "Effort THO", "Effort Chest"],
+    "AIRFLOW": ["Flow", "Air Flow", "Nasal", "Nasal Pressure", "Nasal Flow", "Oronasal Flow", "NEW AIR"],
+    "SaO2": ["SpO2", "SAO2", "Sat", "O2 Sat", "OSat", "SpO2(%)"],
+    "ECG": ["EKG", "ECG II", "EKG II", "ECG2", "ECG1"],
+}
+
+# Modalities whose values are legitimately coarse (SpO2 is reported in whole percent, so a stable night
+# may take only a handful of values); the distinct-value flatness test is not applied to them.
+DEFAULT_QUANTIZED_MODALITIES: list[str] = ["spo2"]
+
+_MODALITY_PREFIX = re.compile(r"^(eeg|eog|emg)(?=.)")
+_GAUSSIAN_IQR = 1.3489795  # interquartile range of a standard normal: IQR / 1.349 estimates the std
+
+
+def normalize_channel_name(name: str) -> str:
+    """Key used for channel matching: lower case, no spaces, `_`/`:` read as `-`."""
+    key = re.sub(r"\s+", "", str(name)).lower()
+    return key.replace("_", "-").replace(":", "-")
+
+
+@dataclass
+class PreprocessedRecord:
+    """
+    One whole recording after name mapping, cleaning, filtering, resampling and scaling.
+
+    Args:
+        signals (`np.ndarray` of shape `(num_channels, num_samples)`, float32):
+            The record at the target rate in the extractor's channel order, robust-scaled and clipped.
+            Channels that are absent from the record (missing, flat, all non-finite) are all zeros.
+        channel_present (`np.ndarray` of shape `(num_channels,)`, bool):
+            True where the channel carries usable signal somewhere in the record.
+        invalid_sample_masks (`dict[str, np.ndarray]`):
+            For channels with invalid stretches only: a bool mask of shape `(num_samples,)` at the target
+            rate, True where the input was non-finite (and interpolated) or exactly constant over a window.
+        channel_names (`list[str]`): canonical names of the channel axis.
+        sampling_rate (`int`): rate of `signals` (the extractor's target rate).
+        report (`dict`): what happened to each channel; keys are documented in
+            `PhysioMAEFeatureExtractor.preprocess_record`.
+    """
+
+    signals: np.ndarray
+    channel_present: np.ndarray
+    invalid_sample_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    channel_names: list[str] = field(default_factory=list)
+    sampling_rate: int = 100
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.signals.shape[-1])
+
+
+@dataclass
+class _RecordContext:
+    """What the per-channel steps of one `preprocess_record` call share."""
+
+    sampling_rate: float
+    up: int
+    down: int
+    num_output_samples: int
+    report: dict[str, Any]
+    invalid_masks: dict[str, np.ndarray]
+
+
+class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
+    r"""
+    Turns one overnight recording (named channels at any sampling rate) into PhysioMAE inputs: 30-s windows at
+    100 Hz in the model's channel order, with per-window channel and modality masks.
+
+    Steps (`preprocess_record`, then `cut_windows`):
+
+    1. **Channel names.** Every input name is matched to the configured channels, case-insensitively, ignoring
+       spaces (`_` and `:` read as `-`, a leading `EEG`/`EOG`/`EMG` word dropped), directly or through the alias
+       table below. Names that match nothing are reported as `unknown_channels` and logged as a warning. When
+       two inputs map to one channel, an exact canonical name wins over an alias, otherwise the first wins; the
+       others are reported as `duplicate_channels`. Configured channels not given are `missing_channels`.
+    2. **Non-finite samples** (NaN, +-inf) are counted per channel (`nonfinite_samples`), replaced by linear
+       interpolation between the nearest finite samples, and remembered as invalid samples. A channel with no
+       finite sample at all is absent.
+    3. **Flat channels** are absent and reported in `flat_channels` with the reason: standard deviation at most
+       `min_flat_std` (input units), fewer than `min_distinct_values` distinct values over the whole record (a
+       disconnected sensor sitting on a few ADC levels; not applied to `quantized_modalities`, i.e. SpO2), or no
+       variation left after filtering. A 30-s window in which a channel is exactly constant (peak-to-peak at
+       most `min_flat_std`; a detached electrode) is marked invalid like non-finite samples (`flat_windows`
+       counts them; again not for `quantized_modalities`, since a stable SpO2 can sit on one value for 30 s).
+    4. **Resampling** to `sampling_rate` (100 Hz) with `scipy.signal.resample_poly` by the rational factor
+       up/down (e.g. 200 Hz: 1/2, 256 Hz: 25/64, 128 Hz: 25/32, 512 Hz: 25/128); its polyphase FIR is the
+       anti-aliasing filter. Each channel is first centred on its median so that the zero padding at the edges
+       causes no step.
+    5. **Zero-phase band-pass** per modality (`filter_bands`, Butterworth of order `filter_order`, second-order
+       sections, `scipy.signal.sosfiltfilt`), applied at the target rate. Resampling first and filtering after
+       is equivalent to the reverse order (both are linear and time invariant and every band lies below the new
+       Nyquist frequency) and halves the work for 200-Hz input. Default bands: EEG and EOG 0.1-30 Hz and EMG
+       and ECG 0.1-45 Hz (the paper's 0.1-70 Hz capped below the 50-Hz Nyquist frequency), respiration
+       0.05-5 Hz (breathing and the shape of each breath; slower belt drift removed), SpO2 low-pass 1 Hz only
+       (the saturation level is the information).
+    6. **Robust scaling per channel per record** (`scaling="robust"`): subtract the median and divide by
+       IQR / 1.349 (which equals the standard deviation for Gaussian data), both computed over the whole record
+       (valid samples only; at most `statistics_max_samples` evenly spaced samples), never per window, so that
+       amplitude differences between windows (sleep stages!) survive. If the IQR is zero (a mostly constant
+       channel) the standard deviation is used instead. Values are then clipped to +-`clip_value`.
+       `scaling="none"` skips this step.
+    7. **Windows** (`cut_windows`): consecutive `window_seconds` windows aligned to the record start; the
+       trailing partial window is dropped (counted in the report). A channel is absent in a window if it is
+       absent in the record or more than `max_invalid_fraction` of its samples there are invalid. A modality
+       is present in a window when any of its channels is; its absent channels then hold zeros (the model
+       sees a present modality with a silent channel, which is how a partial montage looks).
+
+    Alias table (canonical name: accepted aliases; canonical names always match themselves):
+
+    | channel | aliases |
+    | --- | --- |
+    | F3-M2, F4-M1, C3-M2, C4-M1, O1-M2, O2-M1 | F3-A2, F4-A1, C3-A2, C4-A1, O1-A2, O2-A1 |
+    | E1-M2 | E1-A2, E1, LOC, LOC-A2, LOC-M2, EOG-L, EOGL, EOG(L), EOG Left |
+    | Chin1-Chin2 | Chin, EMG, Chin EMG, EMG Chin, Chin1-Chin3, Chin2-Chin1, Submental EMG |
+    | ABD | Abdomen, Abdominal, Abdo, ABDO RES, ABD RES, Effort ABD |
+    | CHEST | Thorax, Thoracic, Thor, THOR RES, Effort THO, Effort Chest |
+    | AIRFLOW | Flow, Air Flow, Nasal, Nasal Pressure, Nasal Flow, Oronasal Flow, NEW AIR |
+    | SaO2 | SpO2, SAO2, Sat, O2 Sat, OSat, SpO2(%) |
+    | ECG | EKG, ECG II, EKG II, ECG2, ECG1 |
+
+    Args:
+        modalities (`dict[str, list[str]]` or list of `[name, channels]` pairs, *optional*):
+            Ordered modalities and their channels; defaults to the configuration's six groups (13 channels).
+            Saved as a list of pairs so that the order survives JSON (whose keys are sorted on save).
+        sampling_rate (`int`, *optional*, defaults to 100): target rate in Hz.
+        window_seconds (`float`, *optional*, defaults to 30.0): window length in seconds.
+        filter_bands (`dict[str, list]`, *optional*): modality -> `[high_pass_hz or None, low_pass_hz or None]`;
+            a modality not listed is only resampled. Defaults to `DEFAULT_FILTER_BANDS`.
+        filter_order (`int`, *optional*, defaults to 4): Butterworth order of the low-pass (the high-pass uses
+            half of it: a gentle 0.1-Hz high-pass needs no steep edge); `sosfiltfilt` doubles both.
+        scaling (`str`, *optional*, defaults to `"robust"`): `"robust"` or `"none"`.
+        clip_value (`float`, *optional*, defaults to 20.0): scaled values are clipped to +-clip_value.
+        channel_aliases (`dict[str, list[str]]`, *optional*): canonical name -> aliases; defaults to
+            `DEFAULT_CHANNEL_ALIASES`.
+        min_flat_std (`float`, *optional*, defaults to 1e-6): flatness threshold in input units (see step 3).
+        min_distinct_values (`int`, *optional*, defaults to 6): a channel with fewer distinct values over the
+            record is flat (see step 3); 0 disables the test.
+        quantized_modalities (`list[str]`, *optional*, defaults to `["spo2"]`): exempt from that test.
+        max_invalid_fraction (`float`, *optional*, defaults to 0.5): see step 7.
+        statistics_max_samples (`int`, *optional*, defaults to 200_000): sample budget of the scaling
+            statistics per channel.
+    """
+
+    model_input_names = ["input_values", "modality_mask"]
+
+    def __init__(
+        self,
+        modalities: dict[str, list[str]] | list | None = None,
+        sampling_rate: int = 100,
+        window_seconds: float = 30.0,
+        filter_bands: dict[str, list[float | None]] | None = None,
+        filter_order: int = 4,
+        scaling: str = "robust",
+        clip_value: float = 20.0,
+        channel_aliases: dict[str, list[str]] | None = None,
+        min_flat_std: float = 1e-6,
+        min_distinct_values: int = 6,
+        quantized_modalities: list[str] | None = None,
+        max_invalid_fraction: float = 0.5,
+        statistics_max_samples: int = 200_000,
+        **kwargs,
+    ):
+        kwargs.pop("feature_extractor_type", None)
+        super().__init__(**kwargs)
+        if modalities is None:
+            modalities = DEFAULT_MODALITIES
+        pairs = modalities.items() if isinstance(modalities, dict) else modalities
+        self.modalities = {str(name): [str(channel) for channel in channels] for name, channels in pairs}
+        self.sampling_rate = int(sampling_rate)
+        self.window_seconds = float(window_seconds)
+        bands = DEFAULT_FILTER_BANDS if filter_bands is None else filter_bands
+        self.filter_bands = {str(name): [None if edge is None else float(edge) for edge in band] for name, band in bands.items()}
+        self.filter_order = int(filter_order)
+        self.scaling = scaling
+        self.clip_value = float(clip_value)
+        aliases = DEFAULT_CHANNEL_ALIASES if channel_aliases is None else channel_aliases
+        self.channel_aliases = {str(name): [str(alias) for alias in names] for name, names in aliases.items()}
+        self.min_flat_std = float(min_flat_std)
+        self.min_distinct_values = int(min_distinct_values)
+        self.quantized_modalities = list(DEFAULT_QUANTIZED_MODALITIES if quantized_modalities is None else quantized_modalities)
+        self.max_invalid_fraction = float(max_invalid_fraction)
+        self.statistics_max_samples = int(statistics_max_samples)
+        self._validate()
+
+    # ----------------------------------------------------------------- settings
+    def _validate(self) -> None:
+        def fail(field_name: str, message: str) -> None:
+            raise ValueError(f"PhysioMAEFeatureExtractor.{field_name}: {message}")
+
+        if not self.modalities or any(not channels for channels in self.modalities.values()):
+            fail("modalities", "every modality needs at least one channel")
+        if len(set(map(normalize_channel_name, self.channel_names))) != self.num_channels:
+            fail("modalities", f"a channel appears twice in {self.channel_names}")
+        if self.sampling_rate <= 0:
+            fail("sampling_rate", f"must be positive, got {self.sampling_rate}")
+        if self.window_length <= 0 or not math.isclose(self.window_seconds * self.sampling_rate, self.window_length):
+            fail("window_seconds", f"{self.window_seconds} s is not a whole number of samples at {self.sampling_rate} Hz")
+        nyquist = self.sampling_rate / 2
+        for name, band in self.filter_bands.items():
+            if len(band) != 2:
+                fail("filter_bands", f"{name!r}: expected [high_pass_hz, low_pass_hz], got {band}")
+            high_pass, low_pass = band
+            for edge in (high_pass, low_pass):
+                if edge is not None and not 0 < edge < nyquist:
+                    fail("filter_bands", f"{name!r}: cut-off {edge} Hz must lie in (0, {nyquist}) Hz (Nyquist)")
+            if high_pass is not None and low_pass is not None and high_pass >= low_pass:
+                fail("filter_bands", f"{name!r}: high-pass {high_pass} Hz is not below low-pass {low_pass} Hz")
+        if self.filter_order < 1:
+            fail("filter_order", f"must be >= 1, got {self.filter_order}")
+        if self.scaling not in ("robust", "none"):
+            fail("scaling", f"must be 'robust' or 'none', got {self.scaling!r}")
+        if self.clip_value <= 0:
+            fail("clip_value", f"must be positive, got {self.clip_value}")
+        if not 0 <= self.max_invalid_fraction < 1:
+            fail("max_invalid_fraction", f"must lie in [0, 1), got {self.max_invalid_fraction}")
+        if self.statistics_max_samples < 100:
+            fail("statistics_max_samples", f"must be >= 100, got {self.statistics_max_samples}")
+
+    @classmethod
+    def from_config(cls, config, **kwargs) -> "PhysioMAEFeatureExtractor":
+        """An extractor whose channels, rate and window match a `PhysioMAEConfig`."""
+        return cls(
+            modalities=config.modalities,
+            sampling_rate=config.sampling_rate,
+            window_seconds=config.window_seconds,
+            **kwargs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        # JSON files are written with sorted keys: store the ordered modalities as [name, channels] pairs.
+        output["modalities"] = [[name, list(channels)] for name, channels in self.modalities.items()]
+        return output
+
+    @property
+    def modality_names(self) -> list[str]:
+        return list(self.modalities)
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.modalities)
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Canonical channel names in the order of the channel axis."""
+        return [channel for channels in self.modalities.values() for channel in channels]
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def channel_modality(self) -> list[str]:
+        """Modality of each channel, in channel order."""
+        return [name for name, channels in self.modalities.items() for _ in channels]
+
+    @property
+    def modality_channel_slices(self) -> dict[str, slice]:
+        slices, start = {}, 0
+        for name, channels in self.modalities.items():
+            slices[name] = slice(start, start + len(channels))
+            start += len(channels)
+        return slices
+
+    @property
+    def window_length(self) -> int:
+        return int(round(self.window_seconds * self.sampling_rate))
+
+    # ----------------------------------------------------------------- channel names
+    def _alias_lookup(self) -> dict[str, str]:
+        """Normalised name -> canonical channel, for the configured channels only."""
+        canonical_by_key = {normalize_channel_name(name): name for name in self.channel_names}
+        lookup = dict(canonical_by_key)
+        for canonical, aliases in self.channel_aliases.items():
+            target = canonical_by_key.get(normalize_channel_name(canonical))
+            if target is None:
+                continue
+            for alias in aliases:
+                lookup.setdefault(normalize_channel_name(alias), target)
+        return lookup
+
+    def map_channel_name(self, name: str) -> str | None:
+        """The canonical channel an input name stands for, or None when it matches nothing."""
+        lookup = self._alias_lookup()
+        key = normalize_channel_name(name)
+        if key in lookup:
+            return lookup[key]
+        without_prefix = _MODALITY_PREFIX.sub("", key).lstrip("-")
+        return lookup.get(without_prefix) if without_prefix else None
+
+    def _match_channels(self, channel_names: list[str]) -> tuple[dict[str, int], dict[str, Any]]:
+        """Canonical channel -> input row, plus the naming part of the report."""
+        chosen: dict[str, int] = {}
+        exact: dict[str, bool] = {}
+        unknown, renamed, duplicates = [], {}, {}
+        for row, name in enumerate(channel_names):
+            canonical = self.map_channel_name(name)
+            if canonical is None:
+                unknown.append(str(name))
+                continue
+            is_exact = normalize_channel_name(name) == normalize_channel_name(canonical)
+            if canonical in chosen:
+                keep_new = is_exact and not exact[canonical]
+                loser = channel_names[chosen[canonical]] if keep_new else name
+                duplicates.setdefault(canonical, []).append(str(loser))
+                if not keep_new:
+                    continue
+            chosen[canonical] = row
+            exact[canonical] = is_exact
+        for canonical, row in chosen.items():
+            if str(channel_names[row]) != canonical:
+                renamed[str(channel_names[row])] = canonical
+        if unknown:
+            logger.warning(
+                f"PhysioMAEFeatureExtractor: {len(unknown)} channel(s) match no configured channel or alias and are "
+                f"ignored: {unknown} (configured: {self.channel_names})"
+            )
+        naming_report = {
+            "unknown_channels": unknown,
+            "renamed": renamed,
+            "duplicate_channels": duplicates,
+            "missing_channels": [name for name in self.channel_names if name not in chosen],
+        }
+        return chosen, naming_report
+
+    # ----------------------------------------------------------------- signal steps
+    def _resample_factors(self, sampling_rate: float) -> tuple[int, int]:
+        ratio = Fraction(self.sampling_rate) / Fraction(sampling_rate).limit_denominator(10_000)
+        ratio = ratio.limit_denominator(10_000)
+        return ratio.numerator, ratio.denominator
+
+    def _band_pass_sections(self, modality: str) -> np.ndarray | None:
+        """Butterworth second-order sections of a modality's band at the target rate (None: no filter)."""
+        high_pass, low_pass = self.filter_bands.get(modality, [None, None])
+        sections = []
+        if high_pass is not None:
+            sections.append(
+                scipy_signal.butter(
+                    max(1, self.filter_order // 2), high_pass, btype="highpass", fs=self.sampling_rate, output="sos"
+                )
+            )
+        if low_pass is not None:
+            sections.append(
+                scipy_signal.butter(self.filter_order, low_pass, btype="lowpass", fs=self.sampling_rate, output="sos")
+            )
+        return np.concatenate(sections) if sections else None
+
+    def _statistics_view(self, values: np.ndarray) -> np.ndarray:
+        """Evenly spaced samples (at most `statistics_max_samples`) of a 1-D array."""
+        stride = max(1, int(math.ceil(values.shape[-1] / self.statistics_max_samples)))
+        return values[..., ::stride]
+
+    def _count_distinct_below(self, values: np.ndarray, limit: int) -> bool:
+        """True when `values` takes fewer than `limit` distinct values (cheap test on a subsample first)."""
+        if limit <= 1:
+            return False
+        probe_stride = max(1, values.shape[-1] // 10_000)
+        if np.unique(values[::probe_stride]).size >= limit:
+            return False
+        return np.unique(values).size < limit
+
+    def _flat_window_mask(self, values: np.ndarray, sampling_rate: float, num_output_samples: int) -> np.ndarray | None:
+        """Target-rate mask of the windows in which the raw channel is exactly constant (None if none is)."""
+        window_input_length = self.window_seconds * sampling_rate
+        num_windows = int(values.shape[-1] // window_input_length)
+        if num_windows == 0:
+            return None
+        if float(window_input_length).is_integer():
+            length = int(window_input_length)
+            # (num_samples,) -> (num_windows, window_input_length)
+            windows = values[: num_windows * length].reshape(num_windows, length)
+            peak_to_peak = windows.max(axis=1) - windows.min(axis=1)
+        else:
+            edges = np.floor(np.arange(num_windows + 1) * window_input_length).astype(np.int64)
+            peak_to_peak = np.array([np.ptp(values[start:stop]) for start, stop in zip(edges[:-1], edges[1:])])
+        flat_windows = np.flatnonzero(peak_to_peak <= self.min_flat_std)
+        if flat_windows.size == 0:
+            return None
+        mask = np.zeros(num_output_samples, dtype=bool)
+        for window in flat_windows:
+            mask[window * self.window_length : (window + 1) * self.window_length] = True
+        return mask
+
+    def _to_target_rate_mask(self, mask: np.ndarray, sampling_rate: float, num_output_samples: int) -> np.ndarray:
+        """Nearest-preceding-sample map of an input-rate bool mask onto the target-rate sample grid."""
+        source_index = np.floor(np.arange(num_output_samples) * (sampling_rate / self.sampling_rate)).astype(np.int64)
+        return mask[np.minimum(source_index, mask.shape[-1] - 1)]
+
+    def _robust_center_and_scale(self, values: np.ndarray, valid: np.ndarray | None) -> tuple[float, float]:
+        sample = self._statistics_view(values)
+        if valid is not None:
+            sample = sample[self._statistics_view(valid)]
+        if sample.size == 0:
+            return 0.0, 0.0
+        lower, center, upper = np.percentile(sample, [25.0, 50.0, 75.0])
+        scale = (upper - lower) / _GAUSSIAN_IQR
+        if not scale > self.min_flat_std:
+            scale = float(np.std(sample, dtype=np.float64))
+        return float(center), float(scale)
+
+    # ----------------------------------------------------------------- public API
+    def preprocess_record(
+        self, signals: np.ndarray | list, channel_names: list[str], sampling_rate: float
+    ) -> PreprocessedRecord:
+        """
+        Clean, filter, resample and scale one whole record (steps 1-6 of the class docstring).
+
+        Args:
+            signals (`np.ndarray` of shape `(num_input_channels, num_input_samples)`, or a list of equally long
+                1-D arrays): the raw record in any units (one unit per channel), any float/int dtype.
+            channel_names (`list[str]`): one name per row of `signals`.
+            sampling_rate (`float`): rate of `signals` in Hz.
+
+        Returns:
+            `PreprocessedRecord`. Its `report` holds: `input_channels`, `input_sampling_rate`, `resample_factors`
+            ([up, down]), `num_samples` and `duration_seconds` (at the target rate), `unknown_channels` (list),
+            `renamed` (input name -> canonical), `duplicate_channels` (canonical -> ignored input names),
+            `missing_channels` (list), `nonfinite_samples` (canonical -> count, every matched channel),
+            `flat_channels` (canonical -> reason), `flat_windows` (canonical -> windows exactly constant),
+            `absent_channels` (list: missing, flat or without finite samples), `scaling` (canonical ->
+            [center, scale] in input units).
+        """
+        if len(channel_names) != len(signals):
+            raise ValueError(
+                f"preprocess_record: {len(signals)} signal rows but {len(channel_names)} channel names "
+                f"({list(channel_names)}); signals must be shaped (channels, samples)"
+            )
+        if not (isinstance(sampling_rate, (int, float, np.integer, np.floating)) and math.isfinite(sampling_rate) and sampling_rate > 0):
+            raise ValueError(f"preprocess_record: sampling_rate must be a positive number of Hz, got {sampling_rate!r}")
+        lengths = {int(np.shape(row)[-1]) if np.ndim(row) == 1 else -1 for row in signals}
+        if len(lengths) != 1 or -1 in lengths:
+            shapes = {str(name): np.shape(row) for name, row in zip(channel_names, signals)}
+            raise ValueError(f"preprocess_record: every channel must be a 1-D array of the same length, got {shapes}")
+        num_input_samples = lengths.pop()
+        duration = num_input_samples / sampling_rate
+        if duration < self.window_seconds:
+            raise ValueError(
+                f"preprocess_record: the recording lasts {duration:.2f} s ({num_input_samples} samples at "
+                f"{sampling_rate} Hz), shorter than one {self.window_seconds:g}-s window"
+            )
+
+        chosen_rows, report = self._match_channels(list(channel_names))
+        up, down = self._resample_factors(sampling_rate)
+        num_output_samples = int(math.ceil(num_input_samples * up / down))
+        report = {
+            "input_channels": [str(name) for name in channel_names],
+            "input_sampling_rate": float(sampling_rate),
+            "resample_factors": [up, down],
+            "num_samples": num_output_samples,
+            "duration_seconds": num_output_samples / self.sampling_rate,
+            **report,
+            "nonfinite_samples": {},
+            "flat_channels": {},
+            "flat_windows": {},
+            "absent_channels": [],
+            "scaling": {},
+        }
+
+        output = np.zeros((self.num_channels, num_output_samples), dtype=np.float32)
+        channel_present = np.zeros(self.num_channels, dtype=bool)
+        invalid_masks: dict[str, np.ndarray] = {}
+        context = _RecordContext(sampling_rate, up, down, num_output_samples, report, invalid_masks)
+        # One modality at a time: its channels share a filter, and only one group is held in float64.
+        for modality, channel_slice in self.modality_channel_slices.items():
+            given = [index for index in range(channel_slice.start, channel_slice.stop) if self.channel_names[index] in chosen_rows]
+            if not given:
+                continue
+            # (group_channels, num_input_samples) float32 buffer, cleaned in place row by row
+            group = np.empty((len(given), num_input_samples), dtype=np.float32)
+            kept_rows = []
+            for row, index in enumerate(given):
+                canonical = self.channel_names[index]
+                group[row] = signals[chosen_rows[canonical]]
+                if self._clean_channel(group[row], canonical, modality, context):
+                    kept_rows.append(row)
+            if not kept_rows:
+                continue
+            if len(kept_rows) < len(given):
+                group = group[kept_rows]
+            indices = [given[row] for row in kept_rows]
+            filtered = self._resample_and_filter(group, modality, up, down, num_output_samples)
+            del group
+            for row, index in enumerate(indices):
+                scaled = self._scale_channel(filtered[row], self.channel_names[index], context)
+                if scaled is not None:
+                    output[index] = scaled
+                    channel_present[index] = True
+
+        report["absent_channels"] = [name for name, present in zip(self.channel_names, channel_present) if not present]
+        return PreprocessedRecord(
+            signals=output,
+            channel_present=channel_present,
+            invalid_sample_masks=invalid_masks,
+            channel_names=self.channel_names,
+            sampling_rate=self.sampling_rate,
+            report=report,
+        )
+
+    def _clean_channel(self, values: np.ndarray, canonical: str, modality: str, context: "_RecordContext") -> bool:
+        """Steps 2-3 for one channel, in place on its float32 row: non-finite repair, flatness, median centring.
+        Returns False when the channel is absent (no finite sample, or flat)."""
+        report = context.report
+        invalid = ~np.isfinite(values)
+        num_invalid = int(np.count_nonzero(invalid))
+        report["nonfinite_samples"][canonical] = num_invalid
+        if num_invalid == values.size:
+            report["flat_channels"][canonical] = "no finite sample"
+            return False
+        if num_invalid:
+            positions = np.flatnonzero(~invalid)
+            values[invalid] = np.interp(np.flatnonzero(invalid), positions, values[positions])
+        reason = self._flatness_reason(values, modality)
+        if reason is not None:
+            report["flat_channels"][canonical] = reason
+            return False
+        invalid_mask = None
+        if num_invalid:
+            invalid_mask = self._to_target_rate_mask(invalid, context.sampling_rate, context.num_output_samples)
+        flat_window_mask = None
+        if modality not in self.quantized_modalities:  # a stable SpO2 is legitimately constant for 30 s
+            flat_window_mask = self._flat_window_mask(values, context.sampling_rate, context.num_output_samples)
+        if flat_window_mask is not None:
+            report["flat_windows"][canonical] = int(flat_window_mask.sum() // self.window_length)
+            invalid_mask = flat_window_mask if invalid_mask is None else invalid_mask | flat_window_mask
+        if invalid_mask is not None:
+            context.invalid_masks[canonical] = invalid_mask
+        values -= np.median(self._statistics_view(values))  # centre: no step at the zero-padded edges
+        return True
+
+    def _scale_channel(self, values: np.ndarray, canonical: str, context: "_RecordContext") -> np.ndarray | None:
+        """Step 6 for one filtered channel at the target rate (None: nothing left to scale, the channel is flat)."""
+        if self.scaling == "none":
+            return values
+        invalid = context.invalid_masks.get(canonical)
+        center, scale = self._robust_center_and_scale(values, None if invalid is None else ~invalid)
+        if not scale > self.min_flat_std:
+            context.report["flat_channels"][canonical] = "no variation after filtering"
+            context.invalid_masks.pop(canonical, None)
+            return None
+        context.report["scaling"][canonical] = [center, scale]
+        scaled = (values - center) / scale
+        return np.clip(scaled, -self.clip_value, self.clip_value, out=scaled)
+
+    def _flatness_reason(self, values: np.ndarray, modality: str) -> str | None:
+        """Why a whole channel counts as flat (step 3), or None. The standard deviation is first estimated on
+        evenly spaced samples; the exact value is computed only when that estimate is near the threshold."""
+        standard_deviation = float(np.std(self._statistics_view(values)))
+        if standard_deviation <= 10 * self.min_flat_std:
+            standard_deviation = float(np.std(values))
+        if not standard_deviation > self.min_flat_std:
+            return f"standard deviation {standard_deviation:.3g} <= min_flat_std={self.min_flat_std:g}"
+        if modality not in self.quantized_modalities and self._count_distinct_below(values, self.min_distinct_values):
+            return f"fewer than min_distinct_values={self.min_distinct_values} distinct values"
+        return None
+
+    def _resample_and_filter(
+        self, stacked: np.ndarray, modality: str, up: int, down: int, num_output_samples: int
+    ) -> np.ndarray:
+        """(channels, input samples) float32 -> (channels, target samples) float64, resampled then band-passed."""
+        if (up, down) != (1, 1):
+            stacked = scipy_signal.resample_poly(stacked, up, down, axis=-1)
+        # float64 for the recursion: a 0.05-Hz pole at 100 Hz is too close to the unit circle for float32
+        stacked = stacked[:, :num_output_samples].astype(np.float64)
+        sections = self._band_pass_sections(modality)
+        if sections is not None:
+            stacked = scipy_signal.sosfiltfilt(sections, stacked, axis=-1)
+        return stacked
+
+    def cut_windows(
+        self, preprocessed: PreprocessedRecord, max_invalid_fraction: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Cut a preprocessed record into consecutive windows aligned to its start (step 7).
+
+        Returns:
+            windows (`np.ndarray` of shape `(num_windows, num_channels, window_length)`, float32) and
+            channel_mask (`np.ndarray` of shape `(num_windows, num_channels)`, bool). Adds `num_windows`,
+            `dropped_trailing_seconds` and `invalid_channel_windows` (canonical -> windows where the channel
+            was marked absent for invalid samples) to `preprocessed.report`.
+        """
+        fraction = self.max_invalid_fraction if max_invalid_fraction is None else max_invalid_fraction
+        num_windows = preprocessed.num_samples // self.window_length
+        if num_windows == 0:
+            raise ValueError(
+                f"cut_windows: the record has {preprocessed.num_samples} samples at {preprocessed.sampling_rate} Hz, "
+                f"fewer than one window of {self.window_length}"
+            )
+        usable = num_windows * self.window_length
+        num_channels = preprocessed.signals.shape[0]
+        # (num_channels, usable) -> (num_channels, num_windows, window_length) -> (num_windows, num_channels, window_length)
+        windows = preprocessed.signals[:, :usable].reshape(num_channels, num_windows, self.window_length).transpose(1, 0, 2)
+        windows = np.ascontiguousarray(windows)
+        channel_mask = np.repeat(preprocessed.channel_present[None, :], num_windows, axis=0)
+        invalid_windows = {}
+        for canonical, mask in preprocessed.invalid_sample_masks.items():
+            index = preprocessed.channel_names.index(canonical)
+            # (usable,) -> (num_windows, window_length)
+            invalid_share = mask[:usable].reshape(num_windows, self.window_length).mean(axis=1)
+            too_invalid = invalid_share > fraction
+            channel_mask[too_invalid, index] = False
+            windows[too_invalid, index] = 0.0
+            invalid_windows[canonical] = int(too_invalid.sum())
+        preprocessed.report["num_windows"] = int(num_windows)
+        preprocessed.report["dropped_trailing_seconds"] = (preprocessed.num_samples - usable) / preprocessed.sampling_rate
+        preprocessed.report["invalid_channel_windows"] = invalid_windows
+        return windows, channel_mask
+
+    def modality_mask_from_channel_mask(self, channel_mask: np.ndarray) -> np.ndarray:
+        """(num_windows, num_channels) bool -> (num_windows, num_modalities) bool: any channel of the modality."""
+        return np.stack(
+            [channel_mask[:, channel_slice].any(axis=1) for channel_slice in self.modality_channel_slices.values()],
+            axis=1,
+        )
+
+    def __call__(
+        self,
+        recording: dict[str, np.ndarray] | np.ndarray,
+        sampling_rate: float,
+        channel_names: list[str] | None = None,
+        return_tensors: str | None = "pt",
+        return_report: bool = False,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Preprocess one recording and cut it into windows.
+
+        Args:
+            recording (`dict[str, np.ndarray]` or `np.ndarray` of shape `(num_input_channels, num_samples)`):
+                named 1-D channels of equal length, or a 2-D array with `channel_names`.
+            sampling_rate (`float`): rate of the recording in Hz.
+            channel_names (`list[str]`, *optional*): names of the rows of a 2-D `recording`.
+            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"` or None (numpy arrays).
+            return_report (`bool`, *optional*): add the record's `report` dict to the output.
+
+        Returns:
+            `BatchFeature` with `input_values` (num_windows, num_channels, window_length) float32,
+            `modality_mask` (num_windows, num_modalities) bool, `channel_mask` (num_windows, num_channels) bool,
+            and `report` when asked.
+        """
+        if kwargs:
+            raise TypeError(f"PhysioMAEFeatureExtractor got unexpected arguments: {sorted(kwargs)}")
+        if isinstance(recording, dict):
+            if channel_names is not None:
+                raise ValueError("channel_names must be None when the recording is a dict of named channels")
+            channel_names = [str(name) for name in recording]
+            rows = [np.asarray(values) for values in recording.values()]
+            shapes = {name: row.shape for name, row in zip(channel_names, rows)}
+            if any(row.ndim != 1 for row in rows) or len({row.shape for row in rows}) > 1:
+                raise ValueError(f"every channel of the recording must be a 1-D array of the same length, got {shapes}")
+            signals = rows
+        else:
+            signals = np.asarray(recording)
+            if signals.ndim != 2:
+                raise ValueError(f"recording must be a dict of channels or a 2-D (channels, samples) array, got shape {signals.shape}")
+            if channel_names is None:
+                raise ValueError("channel_names are required when the recording is an array")
+            if len(channel_names) != signals.shape[0]:
+                hint = " (is it (samples, channels)? pass recording.T)" if len(channel_names) == signals.shape[1] else ""
+                raise ValueError(
+                    f"recording has {signals.shape[0]} rows but {len(channel_names)} channel names were given{hint}"
+                )
+        if sampling_rate is None:
+            raise ValueError("sampling_rate (Hz of the recording) is required")
+        preprocessed = self.preprocess_record(signals, list(channel_names), sampling_rate)
+        windows, channel_mask = self.cut_windows(preprocessed)
+        data = {
+            "input_values": windows,
+            "modality_mask": self.modality_mask_from_channel_mask(channel_mask),
+            "channel_mask": channel_mask,
+        }
+        features = BatchFeature(data=data, tensor_type=return_tensors)
+        if return_report:
+            features["report"] = preprocessed.report
+        return features
+
+
+__all__ = [
+    "DEFAULT_CHANNEL_ALIASES",
+    "DEFAULT_FILTER_BANDS",
+    "PhysioMAEFeatureExtractor",
+    "PreprocessedRecord",
+    "normalize_channel_name",
+]
