@@ -1,0 +1,497 @@
+"""Tests of the PhysioMAE models: masking, modality dropout, missing modalities, attention, losses, Trainer."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from modeling_physiomae import (
+    PhysioMAEConfig,
+    PhysioMAEForContrastivePreTraining,
+    PhysioMAEForPreTraining,
+    PhysioMAEForSequenceClassification,
+    PhysioMAEModel,
+)
+
+SMALL_MODALITIES = {"eeg": ["C3-M2", "C4-M1"], "eog": ["E1-M2"], "resp": ["ABD", "CHEST"]}
+
+
+def tiny_config(modalities=SMALL_MODALITIES, **overrides) -> PhysioMAEConfig:
+    settings = dict(
+        modalities=modalities,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        decoder_hidden_size=16,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+        tokenizer_conv_channels=8,
+    )
+    settings.update(overrides)
+    return PhysioMAEConfig(**settings)
+
+
+def random_windows(config: PhysioMAEConfig, batch_size: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch_size, config.num_channels, config.window_length, generator=generator)
+
+
+def all_modality_subsets(num_modalities: int) -> torch.Tensor:
+    """Every non-empty subset as a (2**M - 1, M) boolean mask."""
+    rows = [
+        [bool(code >> index & 1) for index in range(num_modalities)] for code in range(1, 2**num_modalities)
+    ]
+    return torch.tensor(rows)
+
+
+def replace_absent_data(config: PhysioMAEConfig, input_values, modality_mask, fill: float) -> torch.Tensor:
+    """A copy of input_values whose absent modalities hold other data (`fill` everywhere, NaN allowed)."""
+    changed = input_values.clone()
+    for modality_index, channels in enumerate(config.modality_channel_slices.values()):
+        absent = ~modality_mask[:, modality_index]
+        changed[absent, channels] = fill
+    return changed
+
+
+def expected_visible(num_tokens: int, mask_ratio: float = 0.7) -> int:
+    """int(n * (1 - mask_ratio)) for the ratios used here, computed exactly with fractions."""
+    from fractions import Fraction
+
+    return max(1, math.floor(num_tokens * (1 - Fraction(str(mask_ratio)))))
+
+
+# ---------------------------------------------------------------------------------------------- masking
+def test_masking_counts_are_exact_per_sample():
+    config = tiny_config(modalities=None)  # the six default modalities
+    model = PhysioMAEForPreTraining(config).eval()
+    batch_size = 5
+    input_values = random_windows(config, batch_size)
+    modality_mask = torch.tensor(
+        [
+            [1, 1, 1, 1, 1, 1],
+            [1, 0, 0, 0, 0, 0],
+            [0, 1, 1, 0, 0, 1],
+            [1, 1, 0, 1, 0, 0],
+            [0, 0, 0, 0, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    noise = torch.rand(batch_size, config.num_modalities * config.num_patches, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        output = model(input_values, modality_mask=modality_mask, noise=noise)
+    assert (output.dropped_modality == -1).all()  # eval mode: no modality dropout
+    token_present = modality_mask.repeat_interleave(config.num_patches, dim=1)
+    for sample in range(batch_size):
+        present = int(token_present[sample].sum())
+        visible = expected_visible(present)
+        assert int(output.visible_token_mask[sample].sum()) == visible
+        assert int(output.mask[sample].sum()) == present - visible
+        # absent tokens are never scored
+        assert output.mask[sample][~token_present[sample]].sum() == 0
+        # the kept tokens are the present ones with the smallest noise
+        present_indices = token_present[sample].nonzero().flatten()
+        order = present_indices[noise[sample, present_indices].argsort()]
+        kept = set(order[:visible].tolist())
+        assert kept == set((output.mask[sample] == 0).nonzero().flatten().tolist()) - set(
+            (~token_present[sample]).nonzero().flatten().tolist()
+        )
+        # ids_restore is a permutation that marks exactly the kept tokens as first
+        assert sorted(output.ids_restore[sample].tolist()) == list(range(token_present.shape[1]))
+        assert set((output.ids_restore[sample] < visible).nonzero().flatten().tolist()) == kept
+    assert output.last_hidden_state.shape == (batch_size, expected_visible(180), config.hidden_size)
+    assert output.reconstruction.shape == input_values.shape
+    assert output.loss_per_modality.shape == (config.num_modalities,)
+    # modality 5 (ecg) is present in samples with hidden tokens: finite; all modalities here have some
+    assert torch.isfinite(output.loss_per_modality).all()
+
+
+def test_loss_per_modality_is_nan_where_nothing_hidden():
+    config = tiny_config()
+    model = PhysioMAEForPreTraining(config).eval()
+    modality_mask = torch.tensor([[1, 0, 1], [1, 0, 0]], dtype=torch.bool)  # eog absent everywhere
+    output = model(random_windows(config, 2), modality_mask=modality_mask, generator=torch.Generator().manual_seed(0))
+    assert torch.isnan(output.loss_per_modality[1])
+    assert torch.isfinite(output.loss_per_modality[[0, 2]]).all()
+    assert torch.isclose(output.loss, output.loss_per_modality[[0, 2]].mean())
+
+
+# ---------------------------------------------------------------------------------------------- modality dropout
+def test_dropped_modality_is_invisible_to_the_encoder_and_fully_scored():
+    config = tiny_config()
+    model = PhysioMAEForPreTraining(config).eval()
+    batch_size, dropped = 3, 1
+    input_values = random_windows(config, batch_size)
+    noise = torch.rand(batch_size, config.num_modalities * config.num_patches, generator=torch.Generator().manual_seed(2))
+    changed = input_values.clone()
+    changed[:, config.modality_channel_slices["eog"]] = 5.0 * torch.randn(batch_size, 1, config.window_length)
+    with torch.no_grad():
+        first = model(input_values, noise=noise, dropped_modality=dropped)
+        second = model(changed, noise=noise, dropped_modality="eog")
+    assert (first.dropped_modality == dropped).all()
+    # encoder output and every reconstruction are blind to the dropped modality's data
+    torch.testing.assert_close(first.last_hidden_state, second.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(first.reconstruction, second.reconstruction, rtol=0, atol=0)
+    # ... but its loss is not: all its tokens are hidden and scored
+    patches = slice(dropped * config.num_patches, (dropped + 1) * config.num_patches)
+    assert (first.mask[:, patches] == 1).all()
+    assert not torch.isclose(first.loss_per_modality[dropped], second.loss_per_modality[dropped])
+    torch.testing.assert_close(first.loss_per_modality[[0, 2]], second.loss_per_modality[[0, 2]])
+    # the dropped modality's loss is the MSE over all its patches
+    eog = config.modality_channel_slices["eog"]
+    expected = (first.reconstruction[:, eog] - input_values[:, eog]).pow(2).mean()
+    torch.testing.assert_close(first.loss_per_modality[dropped], expected)
+    # the remaining modalities keep exactly int(0.3 * their tokens) visible
+    assert (first.visible_token_mask.sum(dim=1) == expected_visible(2 * config.num_patches)).all()
+
+
+def test_random_modality_dropout_batch_and_sample_modes():
+    batch_size = 64
+    modality_mask = torch.ones(batch_size, 3, dtype=torch.bool)
+    modality_mask[0] = torch.tensor([True, False, False])  # a lone modality is never dropped
+    modality_mask[1] = torch.tensor([False, True, True])
+    input_values = random_windows(tiny_config(), batch_size)
+
+    batch_model = PhysioMAEForPreTraining(tiny_config(modality_dropout_mode="batch")).train()
+    seen = set()
+    for seed in range(6):
+        with torch.no_grad():
+            dropped = batch_model(
+                input_values, modality_mask=modality_mask, generator=torch.Generator().manual_seed(seed)
+            ).dropped_modality
+        assert dropped[0] == -1
+        chosen = set(dropped[2:].tolist())
+        assert len(chosen) == 1 and chosen != {-1}  # the same modality for the whole batch
+        seen |= chosen
+    assert len(seen) >= 2  # the choice varies with the generator
+
+    sample_model = PhysioMAEForPreTraining(tiny_config(modality_dropout_mode="sample")).train()
+    with torch.no_grad():
+        output = sample_model(input_values, modality_mask=modality_mask, generator=torch.Generator().manual_seed(0))
+    dropped = output.dropped_modality
+    assert dropped[0] == -1 and dropped[1] in (1, 2)
+    assert len(set(dropped[2:].tolist())) == 3  # per-sample choices differ
+    # every sample still has visible tokens, and the dropped modality's tokens are all hidden
+    assert (output.visible_token_mask.sum(dim=1) > 0).all()
+    for sample in range(batch_size):
+        if dropped[sample] >= 0:
+            patches = slice(int(dropped[sample]) * 30, (int(dropped[sample]) + 1) * 30)
+            assert (output.mask[sample, patches] == 1).all()
+
+    # eval mode and probability 0 never drop unless forced
+    assert (sample_model.eval()(input_values[:4]).dropped_modality == -1).all()
+    no_dropout = PhysioMAEForPreTraining(tiny_config(modality_dropout_prob=0.0)).train()
+    assert (no_dropout(input_values[:4]).dropped_modality == -1).all()
+
+
+# ---------------------------------------------------------------------------------------------- gradients / determinism
+def test_gradients_reach_every_tokenizer_and_decoder():
+    config = tiny_config(modalities=None, modality_dropout_prob=0.0)
+    model = PhysioMAEForPreTraining(config).train()
+    output = model(random_windows(config, 2), generator=torch.Generator().manual_seed(0))
+    output.loss.backward()
+    for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
+        for name, parameter in tokenizer.named_parameters():
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"tokenizer {index} {name}"
+    for index, decoder in enumerate(model.decoders):
+        assert decoder.prediction.weight.grad.abs().sum() > 0, f"decoder {index}"
+    assert model.physiomae.embeddings.modality_embeddings.grad.abs().sum(dim=1).gt(0).all()
+
+
+def test_outputs_are_deterministic_given_generator_or_noise():
+    config = tiny_config(modality_dropout_mode="sample", modality_dropout_prob=0.5)
+    model = PhysioMAEForPreTraining(config).train()
+    input_values = random_windows(config, 4)
+    first = model(input_values, generator=torch.Generator().manual_seed(7))
+    second = model(input_values, generator=torch.Generator().manual_seed(7))
+    other = model(input_values, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(first.loss, second.loss, rtol=0, atol=0)
+    assert torch.equal(first.mask, second.mask) and torch.equal(first.dropped_modality, second.dropped_modality)
+    assert not torch.equal(first.mask, other.mask)
+    noise = torch.rand(4, 90)
+    model.eval()
+    torch.testing.assert_close(model(input_values, noise=noise).reconstruction, model(input_values, noise=noise).reconstruction)
+
+
+# ---------------------------------------------------------------------------------------------- missing modalities
+def restricted_encoder(model: PhysioMAEModel, keep: list[int]) -> PhysioMAEModel:
+    """An encoder built with only the modalities `keep`, carrying `model`'s weights for them."""
+    config = model.config
+    names = [config.modality_names[index] for index in keep]
+    small = PhysioMAEModel(tiny_config(modalities={name: config.modalities[name] for name in names}, pooling=config.pooling))
+    state = {}
+    for key in small.state_dict():
+        if key.startswith("embeddings.tokenizers."):
+            _, _, new_index, rest = key.split(".", 3)
+            state[key] = model.state_dict()[f"embeddings.tokenizers.{keep[int(new_index)]}.{rest}"]
+        elif key == "embeddings.modality_embeddings":
+            state[key] = model.embeddings.modality_embeddings.detach()[keep]
+        else:
+            state[key] = model.state_dict()[key]
+    small.load_state_dict(state)
+    return small.eval()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "per_modality"])
+def test_any_modality_subset_equals_a_model_that_never_saw_the_absent_data(pooling):
+    config = tiny_config(pooling=pooling)
+    model = PhysioMAEModel(config).eval()
+    modality_mask = all_modality_subsets(config.num_modalities)  # 7 subsets, one batch
+    input_values = random_windows(config, len(modality_mask))
+    with torch.no_grad():
+        reference = model(input_values, modality_mask=modality_mask)
+        for fill in (0.0, 1.0e3, float("nan")):
+            changed = model(replace_absent_data(config, input_values, modality_mask, fill), modality_mask=modality_mask)
+            torch.testing.assert_close(changed.last_hidden_state, reference.last_hidden_state, rtol=0, atol=0)
+            torch.testing.assert_close(changed.pooler_output, reference.pooler_output, rtol=0, atol=0)
+    assert torch.equal(reference.token_mask, modality_mask.repeat_interleave(config.num_patches, dim=1))
+    assert reference.pooler_output.shape == (len(modality_mask), config.embedding_size)
+
+    for sample, present in enumerate(modality_mask):
+        keep = present.nonzero().flatten().tolist()
+        small = restricted_encoder(model, keep)
+        channels = torch.cat([torch.arange(config.num_channels)[list(config.modality_channel_slices.values())[i]] for i in keep])
+        with torch.no_grad():
+            alone = small(input_values[sample : sample + 1, channels])
+        tokens = reference.token_mask[sample]
+        torch.testing.assert_close(reference.last_hidden_state[sample, tokens], alone.last_hidden_state[0], atol=2e-5, rtol=1e-4)
+        # absent positions are zero and pooling ignores them
+        assert (reference.last_hidden_state[sample, ~tokens] == 0).all()
+        if pooling == "mean":
+            torch.testing.assert_close(reference.pooler_output[sample], alone.pooler_output[0], atol=2e-5, rtol=1e-4)
+        else:
+            per_modality = reference.pooler_output[sample].reshape(config.num_modalities, config.hidden_size)
+            assert (per_modality[~present] == 0).all()
+            torch.testing.assert_close(per_modality[present].flatten(), alone.pooler_output[0], atol=2e-5, rtol=1e-4)
+
+
+def test_pretraining_ignores_absent_modalities_data():
+    config = tiny_config()
+    model = PhysioMAEForPreTraining(config).eval()
+    modality_mask = all_modality_subsets(config.num_modalities)
+    input_values = random_windows(config, len(modality_mask))
+    noise = torch.rand(len(modality_mask), 90, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = model(input_values, modality_mask=modality_mask, noise=noise, dropped_modality=0)
+        changed = model(
+            replace_absent_data(config, input_values, modality_mask, float("nan")),
+            modality_mask=modality_mask,
+            noise=noise,
+            dropped_modality=0,
+        )
+    for field in ("loss", "loss_per_modality", "reconstruction", "mask", "last_hidden_state"):
+        torch.testing.assert_close(getattr(changed, field), getattr(reference, field), rtol=0, atol=0, equal_nan=True)
+    # eeg is dropped only where it is present together with another modality
+    expected = [0 if present[0] and present.sum() > 1 else -1 for present in modality_mask]
+    assert reference.dropped_modality.tolist() == expected
+
+
+def test_input_errors_name_the_problem():
+    config = tiny_config()
+    model = PhysioMAEModel(config).eval()
+    input_values = random_windows(config, 3)
+    modality_mask = torch.tensor([[1, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"sample\(s\) \[1\].*no modality"):
+        model(input_values, modality_mask=modality_mask)
+    with pytest.raises(ValueError, match=r"sample\(s\) \[1\]"):
+        PhysioMAEForPreTraining(config)(input_values, modality_mask=modality_mask)
+    with pytest.raises(ValueError, match=r"4 channels.*expects 5.*C3-M2"):
+        model(input_values[:, :4])
+    with pytest.raises(ValueError, match=r"2999 samples.*expects 3000"):
+        model(input_values[:, :, :2999])
+    with pytest.raises(ValueError, match=r"modality_mask must have shape"):
+        model(input_values, modality_mask=torch.ones(3, 2, dtype=torch.bool))
+    broken = input_values.clone()
+    broken[2, 3, 10] = float("nan")
+    with pytest.raises(ValueError, match=r"sample 2, channel 'ABD'"):
+        model(broken)
+
+
+# ---------------------------------------------------------------------------------------------- attention
+def test_output_attentions_shapes_rows_and_masking():
+    config = tiny_config()
+    model = PhysioMAEModel(config).eval()
+    modality_mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0]], dtype=torch.bool)
+    input_values = random_windows(config, 3)
+    with torch.no_grad():
+        explicit = model(input_values, modality_mask=modality_mask, output_attentions=True, output_hidden_states=True)
+        fused = model(input_values, modality_mask=modality_mask)
+    sequence_length = config.num_modalities * config.num_patches
+    assert len(explicit.attentions) == config.num_hidden_layers
+    assert len(explicit.hidden_states) == config.num_hidden_layers + 1
+    token_mask = explicit.token_mask
+    for attention in explicit.attentions:
+        assert attention.shape == (3, config.num_attention_heads, sequence_length, sequence_length)
+        torch.testing.assert_close(attention.sum(dim=-1), torch.ones(attention.shape[:-1]))
+        for sample in range(3):
+            present_rows = attention[sample][:, token_mask[sample]]  # (heads, present queries, keys)
+            assert (present_rows[..., ~token_mask[sample]] == 0).all()
+    # the explicit path and scaled_dot_product_attention agree
+    torch.testing.assert_close(explicit.last_hidden_state, fused.last_hidden_state, atol=1e-5, rtol=1e-4)
+
+
+def test_late_fusion_blocks_attention_across_modalities():
+    config = tiny_config(fusion="late")
+    model = PhysioMAEModel(config).eval()
+    input_values = random_windows(config, 2)
+    with torch.no_grad():
+        output = model(input_values, output_attentions=True)
+        reference = model(input_values)
+        changed_input = input_values.clone()
+        changed_input[:, config.modality_channel_slices["eog"]] += 3.0
+        changed = model(changed_input)
+    modality_of_token = torch.arange(config.num_modalities).repeat_interleave(config.num_patches)
+    cross = modality_of_token[:, None] != modality_of_token[None, :]
+    for attention in output.attentions:
+        assert (attention[:, :, cross] == 0).all()
+        assert attention[:, :, ~cross].sum() > 0
+    # other modalities' tokens do not change when eog changes
+    others = modality_of_token != 1
+    torch.testing.assert_close(changed.last_hidden_state[:, others], reference.last_hidden_state[:, others], rtol=0, atol=0)
+    assert not torch.allclose(changed.last_hidden_state[:, ~others], reference.last_hidden_state[:, ~others])
+
+    early = PhysioMAEModel(tiny_config()).eval()
+    with torch.no_grad():
+        attention = early(input_values, output_attentions=True).attentions[0]
+    assert attention[:, :, cross].sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------- contrastive
+def correlated_toy_windows(config: PhysioMAEConfig, batch_size: int, seed: int) -> torch.Tensor:
+    """Every modality of a sample carries the same latent rhythm (frequency and amplitude) plus noise."""
+    generator = torch.Generator().manual_seed(seed)
+    time = torch.arange(config.window_length) / config.sampling_rate
+    frequency = 0.3 + 4.0 * torch.rand(batch_size, 1, 1, generator=generator)
+    amplitude = 0.5 + 1.5 * torch.rand(batch_size, 1, 1, generator=generator)
+    phase = 2 * math.pi * torch.rand(batch_size, config.num_channels, 1, generator=generator)
+    signal = amplitude * torch.sin(2 * math.pi * frequency * time + phase)
+    return signal + 0.2 * torch.randn(batch_size, config.num_channels, config.window_length, generator=generator)
+
+
+@pytest.mark.parametrize("loss_name", ["pairwise", "loo"])
+def test_contrastive_loss_is_finite_and_falls(loss_name):
+    torch.manual_seed(0)
+    config = tiny_config(contrastive_loss=loss_name)
+    model = PhysioMAEForContrastivePreTraining(config).train()
+    assert model.config.fusion == "late"
+    assert torch.isclose(model.logit_scale.detach(), torch.tensor(math.log(1 / config.contrastive_temperature)))
+    input_values = correlated_toy_windows(config, 16, seed=1)
+    modality_mask = torch.ones(16, 3, dtype=torch.bool)
+    modality_mask[3, 1] = False  # missing modalities are excluded per sample
+    modality_mask[5, [0, 2]] = False
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    losses = []
+    for _ in range(20):
+        output = model(input_values, modality_mask=modality_mask)
+        assert torch.isfinite(output.loss)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        losses.append(output.loss.item())
+    assert output.modality_embeddings.shape == (16, 3, config.projection_dim)
+    norms = output.modality_embeddings.norm(dim=-1)
+    torch.testing.assert_close(norms[modality_mask], torch.ones(int(modality_mask.sum())))
+    assert (norms[~modality_mask] == 0).all()
+    # starts near log(16); over 3 seeds tried, the last three steps average 0.6-0.86 of the first three
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses
+
+
+def test_contrastive_single_sample_gives_zero_loss_with_graph():
+    model = PhysioMAEForContrastivePreTraining(tiny_config())
+    output = model(random_windows(model.config, 1))
+    assert float(output.loss) == 0.0 and output.loss.requires_grad
+
+
+# ---------------------------------------------------------------------------------------------- classification
+def test_classification_problem_types():
+    config = tiny_config(num_labels=3)
+    model = PhysioMAEForSequenceClassification(config).eval()
+    input_values = random_windows(config, 4)
+    output = model(input_values, labels=torch.tensor([0, 2, -1, 1]))
+    assert output.logits.shape == (4, 3) and torch.isfinite(output.loss)
+    assert model.config.problem_type == "single_label_classification"
+    # ignored label (-1) does not enter the loss
+    expected = torch.nn.functional.cross_entropy(output.logits[[0, 1, 3]], torch.tensor([0, 2, 1]))
+    torch.testing.assert_close(output.loss, expected)
+
+    multi = PhysioMAEForSequenceClassification(tiny_config(num_labels=3, problem_type="multi_label_classification"))
+    assert torch.isfinite(multi(input_values, labels=torch.ones(4, 3)).loss)
+    regression = PhysioMAEForSequenceClassification(tiny_config(num_labels=1))
+    out = regression(input_values, labels=torch.randn(4))
+    assert regression.config.problem_type == "regression" and torch.isfinite(out.loss)
+    per_modality = PhysioMAEForSequenceClassification(tiny_config(num_labels=2, pooling="per_modality"))
+    assert per_modality.classifier.in_features == 3 * 32
+    # extra keyword arguments from training loops are tolerated
+    assert model(input_values, extra_column=torch.zeros(4), num_items_in_batch=4).logits.shape == (4, 3)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """16 toy windows whose label is the dominant rhythm band."""
+
+    def __init__(self, config: PhysioMAEConfig):
+        self.input_values = correlated_toy_windows(config, 16, seed=4)
+        self.labels = torch.arange(16) % config.num_labels
+        self.modality_mask = torch.ones(16, config.num_modalities, dtype=torch.bool)
+        self.modality_mask[::4, 1] = False
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return {
+            "input_values": self.input_values[index],
+            "modality_mask": self.modality_mask[index],
+            "labels": self.labels[index],
+            "record_index": torch.tensor(index),  # an extra column the model must tolerate
+        }
+
+
+def test_trainer_fine_tunes_classifier_from_saved_pretrained_folder(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    pretrained = PhysioMAEForPreTraining(tiny_config())
+    pretrained.save_pretrained(tmp_path / "pretrained")
+    classifier = PhysioMAEForSequenceClassification.from_pretrained(
+        tmp_path / "pretrained", num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2}
+    )
+    # the encoder came from the pretrained folder, the head is new
+    for name, parameter in pretrained.physiomae.state_dict().items():
+        torch.testing.assert_close(classifier.physiomae.state_dict()[name], parameter)
+    head_before = classifier.classifier.weight.detach().clone()
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path / "trainer"),
+        use_cpu=True,
+        report_to=[],
+        max_steps=2,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        save_strategy="no",
+        logging_steps=1,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=classifier, args=arguments, train_dataset=WindowDataset(classifier.config))
+    result = trainer.train()
+    assert trainer.state.global_step == 2
+    assert math.isfinite(result.training_loss)
+    assert not torch.equal(classifier.classifier.weight.detach(), head_before)
+    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2 and all(math.isfinite(value) for value in logged)
+
+
+def test_auto_model_loads_encoder_of_pretraining_and_contrastive_folders(tmp_path):
+    from transformers import AutoModel
+
+    for model in (PhysioMAEForPreTraining(tiny_config()), PhysioMAEForContrastivePreTraining(tiny_config())):
+        folder = tmp_path / type(model).__name__
+        model.save_pretrained(folder)
+        assert sorted(path.name for path in folder.iterdir()) == ["config.json", "model.safetensors"]
+        encoder = AutoModel.from_pretrained(folder)
+        assert isinstance(encoder, PhysioMAEModel)
+        for name, parameter in model.physiomae.state_dict().items():
+            torch.testing.assert_close(encoder.state_dict()[name], parameter, rtol=0, atol=0)
+        assert encoder.config.fusion == model.config.fusion
