@@ -718,6 +718,22 @@ class PhysioNet2018(datasets.GeneratorBasedBuilder):
         elif os.path.isfile(report_path):
             self._build_report = json.loads(Path(report_path).read_text())
 
+    def as_dataset(self, split=None, **kwargs):
+        """As `datasets`, except that a split whose records all were skipped is an empty dataset, not an error."""
+        empty = {name for name, info in (self.info.splits or {}).items() if not info.num_examples}
+        if split is None and empty:
+            present = [name for name in self.info.splits if name not in empty]
+            parts = {name: super(PhysioNet2018, self).as_dataset(split=name, **kwargs) for name in present}
+            parts.update({name: self._empty_split(name) for name in empty})
+            return datasets.DatasetDict({name: parts[name] for name in self.info.splits})
+        if isinstance(split, str) and split in empty:
+            return self._empty_split(split)
+        return super().as_dataset(split, **kwargs)
+
+    def _empty_split(self, name: str) -> datasets.Dataset:
+        features = self.info.features
+        return datasets.Dataset.from_dict({column: [] for column in features}, features=features, split=datasets.Split(name))
+
     # -- extras -------------------------------------------------------------------------------
 
     @property
