@@ -157,38 +157,48 @@ def physical_to_digital(
     """Convert physical values (samples, channels) to int16 digital values.
 
     ``digital = round(physical * gain + baseline)``, clipped to [-32767, 32767] (-32768 is the WFDB
-    invalid-sample marker); NaN becomes -32768 (read back as NaN by wfdb).
+    invalid-sample marker); NaN becomes -32768 (read back as NaN by wfdb). Works channel by channel
+    so that an 8-hour record never needs a float64 copy of all channels at once.
     """
-    physical = np.asarray(physical, dtype=np.float64)
-    gains_array = np.asarray(gains, dtype=np.float64)
-    baselines_array = np.asarray(baselines, dtype=np.float64)
-    if physical.ndim != 2 or physical.shape[1] != gains_array.shape[0]:
+    physical = np.asarray(physical)
+    if physical.ndim != 2 or physical.shape[1] != len(gains) or len(baselines) != len(gains):
         raise ValueError(
-            f"physical_to_digital: signals must be (samples, channels={gains_array.shape[0]}), "
-            f"got shape {physical.shape}"
+            f"physical_to_digital: signals must be (samples, channels={len(gains)}) with one baseline "
+            f"per channel, got shape {physical.shape} and {len(baselines)} baselines"
         )
-    scaled = np.rint(physical * gains_array + baselines_array)
-    not_finite = ~np.isfinite(scaled)
-    scaled = np.clip(np.nan_to_num(scaled, nan=0.0), DIGITAL_MIN, DIGITAL_MAX)
-    digital = scaled.astype(np.int16)
-    digital[not_finite] = -32768
+    digital = np.empty(physical.shape, dtype=np.int16)
+    for channel, (gain, baseline) in enumerate(zip(gains, baselines)):
+        scaled = np.rint(physical[:, channel].astype(np.float64) * float(gain) + float(baseline))
+        not_finite = ~np.isfinite(scaled)
+        np.clip(scaled, DIGITAL_MIN, DIGITAL_MAX, out=scaled)
+        scaled[not_finite] = -32768
+        digital[:, channel] = scaled
     return digital
 
 
 def wfdb_checksums(digital: np.ndarray) -> np.ndarray:
     """Per-channel WFDB checksum: the 16-bit signed sum of all samples of the channel."""
-    sums = digital.astype(np.int64).sum(axis=0)
+    sums = digital.sum(axis=0, dtype=np.int32).astype(np.int64)  # wraps mod 2**32: keeps the sum mod 2**16
     return (sums + 32768) % 65536 - 32768
 
 
-def matlab_v4_bytes(digital: np.ndarray) -> bytes:
-    """Matlab v4 file bytes holding ``val`` = digital.T (channels, samples) as int16."""
-    number_of_samples, number_of_channels = digital.shape
-    header = struct.pack(
+def matlab_v4_header(number_of_samples: int, number_of_channels: int) -> bytes:
+    """The 24 header bytes of a Matlab v4 file holding int16 ``val`` of shape (channels, samples)."""
+    fields = struct.pack(
         "<5i", MATLAB_V4_INT16_TYPE, number_of_channels, number_of_samples, 0, len(b"val\0")
     )
+    return fields + b"val\0"
+
+
+def write_matlab_v4(path: str | os.PathLike, digital: np.ndarray) -> Path:
+    """Write ``NAME.mat``: Matlab v4 ``val`` = digital.T (channels, samples) int16, atomically."""
     # (samples, channels) in C order == (channels, samples) in Matlab's column-major order.
-    return header + b"val\0" + np.ascontiguousarray(digital, dtype="<i2").tobytes()
+    samples = np.ascontiguousarray(digital, dtype="<i2")
+    with atomic_path(path) as temporary_path:
+        with open(temporary_path, "wb") as handle:
+            handle.write(matlab_v4_header(*samples.shape))
+            handle.write(memoryview(samples).cast("B"))
+    return Path(path)
 
 
 def format_gain(gain: float, baseline: int, units: str) -> str:
@@ -233,7 +243,7 @@ def write_signals(
 ) -> tuple[Path, Path]:
     """Write ``NAME.mat`` (Matlab v4 int16) and ``NAME.hea`` (CRLF); return (header, signals) paths."""
     record_dir = Path(record_dir)
-    signals_path = atomic_write_bytes(record_dir / f"{record_name}.mat", matlab_v4_bytes(digital))
+    signals_path = write_matlab_v4(record_dir / f"{record_name}.mat", digital)
     text = header_text(record_name, digital, channel_names, units, gains, baselines, fs)
     header_path = atomic_write_text(record_dir / f"{record_name}.hea", text, line_end="\r\n")
     return header_path, signals_path
