@@ -37,21 +37,10 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json"
 
 
 def _default_feature_extractor(config):
-    """The feature extractor matching the model's channels and sampling (its defaults otherwise)."""
+    """The feature extractor matching the model's channels, sampling rate and window."""
     from .feature_extraction_physiomae import PhysioMAEFeatureExtractor
 
-    for attempt in (
-        lambda: PhysioMAEFeatureExtractor.from_model_config(config),
-        lambda: PhysioMAEFeatureExtractor(
-            modalities=config.modalities, sampling_rate=config.sampling_rate, window_seconds=config.window_seconds
-        ),
-        lambda: PhysioMAEFeatureExtractor(modalities=config.modalities),
-    ):
-        try:
-            return attempt()
-        except (AttributeError, TypeError):
-            continue
-    return PhysioMAEFeatureExtractor()
+    return PhysioMAEFeatureExtractor.from_config(config)
 
 
 def _write_json(path: Path, payload: dict) -> None:
