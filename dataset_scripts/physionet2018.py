@@ -32,6 +32,36 @@ Command line:
 
     load_dataset("parquet", data_files={"pretrain": "O/parquet/pretrain-*.parquet", "probe_train": "O/parquet/probe_train-*.parquet", "probe_test": "O/parquet/probe_test-*.parquet"})
 
+Labels come from `NAME-arousal.mat` when it is readable, else from `NAME.arousal` (both give the
+same labels on the real files, see `dataset_scripts/labels.py` for the rules); records without either
+are unlabelled (`sleep_stage` = `arousal` = -1). Bad input never stops a build: a record whose header
+or signal file is missing, truncated or inconsistent, or that is shorter than one window, is skipped
+with its reason; windows without any usable channel are skipped and counted; missing, flat or NaN
+channels become absent channels (`channel_mask` False); unknown annotation text and malformed
+`age-sex.csv` rows are counted.
+
+`build_report.json` (written atomically into the prepared cache folder, `builder.build_report`):
+
+    {"builder_version", "created", "data_dir", "probe_test_fraction", "feature_extractor": {...},
+     "row_counts": {split: rows},
+     "totals": {"records_found", "records_built", "records_skipped", "records_skipped_by_reason": {kind: n},
+                "windows_kept", "windows_skipped", "windows_skipped_by_reason": {reason: n},
+                "unknown_annotation_notes"},
+     "splits": {split: {"records", "records_built", "windows"}},
+     "listing_problems": [{"record", "where", "problem"}],       # e.g. listed in RECORDS, no header
+     "age_sex": {"path", "entries", "problems": [{"line", "record", "problem", "text"}]},
+     "records": {name: {"split", "status": "built" | "skipped", "reason", "reason_kind" (skipped only),
+                        "subset", "labelled", "age", "sex", "sampling_rate", "num_samples", "seconds",
+                        "channels_in_file", "non_finite_samples", "channels_present",
+                        "labels": {"source": "masks" | "notes", ..., "unknown_notes", "problems"},
+                        "preprocessing": <PhysioMAEFeatureExtractor report>,
+                        "windows_total", "windows_kept", "windows_skipped": {reason: n},
+                        "trailing_seconds_not_windowed", "float16_clipped_values",
+                        "sleep_stage_counts", "arousal_counts"}}}
+
+With `num_proc`, every worker writes one fragment per record (atomically) and the fragments are merged
+after `datasets` has finished; a record without a fragment is listed as skipped, never dropped.
+
 Data: Ghassemi MM et al., You Snooze, You Win: the PhysioNet/Computing in Cardiology Challenge 2018,
 CinC 2018; Goldberger AL et al., PhysioBank, PhysioToolkit, and PhysioNet, Circulation 2000 (ODC-By 1.0).
 """
@@ -50,7 +80,7 @@ import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import datasets
 import numpy as np
@@ -411,9 +441,9 @@ def make_features(layout: ExtractorLayout) -> datasets.Features:
 
 @dataclass
 class RecordWindows:
-    """Rows of one record, ready to yield, and the record's report entry."""
+    """Rows of one record (an iterable made lazily, one float16 window at a time) and its report entry."""
 
-    rows: list[dict]
+    rows: Iterable[dict]
     report: dict
 
 
@@ -489,24 +519,26 @@ def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayo
         arousal = np.full(num_windows, -1, dtype=np.int8)
     modality_mask = layout.modality_mask(channel_mask) if num_windows else np.zeros((0, len(layout.modalities)), bool)
 
-    skipped: Counter = Counter()
-    clipped_values = 0
-    rows = []
-    for window_index in range(num_windows):
-        window = windows[window_index]
-        if not channel_mask[window_index].any():
-            skipped["no channel present in the window"] += 1
-            continue
-        if not np.isfinite(window).all():
-            skipped["non-finite values after preprocessing"] += 1
-            continue
-        overflow = np.abs(window) > FLOAT16_MAX
-        if overflow.any():
-            clipped_values += int(overflow.sum())
-            window = np.clip(window, -FLOAT16_MAX, FLOAT16_MAX)
-        rows.append(
-            {
-                "input_values": window.astype(np.float16),
+    # decide which windows are kept before yielding anything (a record is all or nothing)
+    no_channel = ~channel_mask.any(axis=1)
+    non_finite = ~np.isfinite(windows).all(axis=(1, 2)) & ~no_channel
+    keep = ~(no_channel | non_finite)
+    skipped = {
+        reason: int(count)
+        for reason, count in (
+            ("no channel present in the window", no_channel.sum()),
+            ("non-finite values after preprocessing", non_finite.sum()),
+        )
+        if count
+    }
+    clipped_values = sum(int((np.abs(windows[index]) > FLOAT16_MAX).sum()) for index in np.flatnonzero(keep))
+
+    def rows() -> Iterator[dict]:
+        for window_index in np.flatnonzero(keep):
+            # (num_channels, window_length) float32 -> float16, clipped to its range
+            window = np.clip(windows[window_index], -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+            yield {
+                "input_values": window,
                 "channel_mask": channel_mask[window_index],
                 "modality_mask": modality_mask[window_index],
                 "sleep_stage": int(sleep_stage[window_index]),
@@ -514,24 +546,25 @@ def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayo
                 "age": float(age),
                 "sex": int(sex),
                 "record": record.name,
-                "window": window_index,
+                "window": int(window_index),
             }
-        )
+
     trailing_seconds = record_seconds - num_windows * layout.window_seconds
+    kept_stages, kept_arousal = sleep_stage[keep], arousal[keep]
     report.update(
         status="built",
         windows_total=num_windows,
-        windows_kept=len(rows),
-        windows_skipped=dict(skipped),
+        windows_kept=int(keep.sum()),
+        windows_skipped=skipped,
         trailing_seconds_not_windowed=round(trailing_seconds, 3),
         float16_clipped_values=clipped_values,
         sleep_stage_counts={
-            name: int((sleep_stage == code).sum()) for code, name in enumerate(label_tools.STAGE_NAMES)
+            name: int((kept_stages == code).sum()) for code, name in enumerate(label_tools.STAGE_NAMES)
         }
-        | {"undefined": int((sleep_stage == -1).sum())},
-        arousal_counts={str(value): int((arousal == value).sum()) for value in (1, 0, -1)},
+        | {"undefined": int((kept_stages == -1).sum())},
+        arousal_counts={str(value): int((kept_arousal == value).sum()) for value in (1, 0, -1)},
     )
-    return RecordWindows(rows=rows, report=report)
+    return RecordWindows(rows=rows(), report=report)
 
 
 # ----------------------------------------------------------------------------------------------
