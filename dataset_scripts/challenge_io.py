@@ -488,12 +488,15 @@ def write_record(
         raise ValueError(
             f"{record_name}: signals must be (samples, channels={number_of_channels}), got {signals.shape}"
         )
+    labelled = stage_notes is not None or events is not None
+    if labelled:  # check the labels before anything is written: no half-written record
+        annotation_rows(stage_notes or [], events or [])
     digital = signals if signals.dtype == np.int16 else physical_to_digital(signals, gains, baselines)
     header_path, signals_path = write_signals(
         record_dir, record_name, digital, channel_names, units, gains, baselines, fs
     )
     paths = RecordPaths(header=header_path, signals=signals_path)
-    if stage_notes is None and events is None:
+    if not labelled:
         return paths
     stage_notes = list(stage_notes or [])
     events = list(events or [])
