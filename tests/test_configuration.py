@@ -38,11 +38,12 @@ def test_impossible_config_names_the_field(overrides, field):
 
 
 def test_json_round_trip_keeps_modality_order(tmp_path):
-    modalities = {"ecg": ["ECG"], "eeg": ["C4-M1", "O2-M1"]}
+    # Not alphabetical on purpose: JSON with sort_keys would silently reorder the channels.
+    modalities = {"resp": ["ABD"], "ecg": ["ECG"], "eeg": ["C4-M1", "O2-M1"]}
     config = PhysioMAEConfig(modalities=modalities, hidden_size=64, num_attention_heads=4, pooling="per_modality")
     config.save_pretrained(tmp_path)
     loaded = PhysioMAEConfig.from_pretrained(tmp_path)
-    assert list(loaded.modalities) == ["ecg", "eeg"]
-    assert loaded.channel_names == ["ECG", "C4-M1", "O2-M1"]
-    assert loaded.embedding_size == 128
+    assert list(loaded.modalities) == ["resp", "ecg", "eeg"]
+    assert loaded.channel_names == ["ABD", "ECG", "C4-M1", "O2-M1"]
+    assert loaded.embedding_size == 3 * 64
     assert loaded.to_dict()["modalities"] == modalities
