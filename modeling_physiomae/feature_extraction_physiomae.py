@@ -112,6 +112,7 @@ class _RecordContext:
     num_output_samples: int
     report: dict[str, Any]
     invalid_masks: dict[str, np.ndarray]
+    raw_medians: dict[str, float] = field(default_factory=dict)
 
 
 class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
@@ -142,7 +143,11 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
     5. **Zero-phase band-pass** per modality (`filter_bands`, Butterworth of order `filter_order`, second-order
        sections, `scipy.signal.sosfiltfilt`), applied at the target rate. Resampling first and filtering after
        is equivalent to the reverse order (both are linear and time invariant and every band lies below the new
-       Nyquist frequency) and halves the work for 200-Hz input. Default bands: EEG and EOG 0.1-30 Hz and EMG
+       Nyquist frequency), halves the work for 200-Hz input, and gives every input rate the same frequency
+       response. The high-pass is a Butterworth of order `filter_order // 2`, the low-pass of order
+       `filter_order` (both doubled by the forward-backward pass); the recursion runs in float64 (a 0.05-Hz
+       pole at 100 Hz is too close to the unit circle for float32), everything else in float32, one channel at
+       a time (peak memory: the output plus one channel's temporaries). Default bands: EEG and EOG 0.1-30 Hz and EMG
        and ECG 0.1-45 Hz (the paper's 0.1-70 Hz capped below the 50-Hz Nyquist frequency), respiration
        0.05-5 Hz (breathing and the shape of each breath; slower belt drift removed), SpO2 low-pass 1 Hz only
        (the saturation level is the information).
@@ -471,7 +476,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
             `missing_channels` (list), `nonfinite_samples` (canonical -> count, every matched channel),
             `flat_channels` (canonical -> reason), `flat_windows` (canonical -> windows exactly constant),
             `absent_channels` (list: missing, flat or without finite samples), `scaling` (canonical ->
-            [center, scale] in input units).
+            {"offset", "scale"} in input units: output = clip((filtered input - offset) / scale)).
         """
         if len(channel_names) != len(signals):
             raise ValueError(
@@ -513,31 +518,22 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
         channel_present = np.zeros(self.num_channels, dtype=bool)
         invalid_masks: dict[str, np.ndarray] = {}
         context = _RecordContext(sampling_rate, up, down, num_output_samples, report, invalid_masks)
-        # One modality at a time: its channels share a filter, and only one group is held in float64.
-        for modality, channel_slice in self.modality_channel_slices.items():
-            given = [index for index in range(channel_slice.start, channel_slice.stop) if self.channel_names[index] in chosen_rows]
-            if not given:
+        channel_modality = self.channel_modality
+        sections_by_modality = {modality: self._band_pass_sections(modality) for modality in self.modality_names}
+        # One channel at a time, so that only one channel's temporaries are alive besides the output.
+        for index, canonical in enumerate(self.channel_names):
+            if canonical not in chosen_rows:
                 continue
-            # (group_channels, num_input_samples) float32 buffer, cleaned in place row by row
-            group = np.empty((len(given), num_input_samples), dtype=np.float32)
-            kept_rows = []
-            for row, index in enumerate(given):
-                canonical = self.channel_names[index]
-                group[row] = signals[chosen_rows[canonical]]
-                if self._clean_channel(group[row], canonical, modality, context):
-                    kept_rows.append(row)
-            if not kept_rows:
+            modality = channel_modality[index]
+            values = np.array(signals[chosen_rows[canonical]], dtype=np.float32)  # a private copy
+            if not self._clean_channel(values, canonical, modality, context):
                 continue
-            if len(kept_rows) < len(given):
-                group = group[kept_rows]
-            indices = [given[row] for row in kept_rows]
-            filtered = self._resample_and_filter(group, modality, up, down, num_output_samples)
-            del group
-            for row, index in enumerate(indices):
-                scaled = self._scale_channel(filtered[row], self.channel_names[index], context)
-                if scaled is not None:
-                    output[index] = scaled
-                    channel_present[index] = True
+            filtered = self._resample_and_filter(values, sections_by_modality[modality], up, down, num_output_samples)
+            del values
+            scaled = self._scale_channel(filtered, canonical, context)
+            if scaled is not None:
+                output[index] = scaled
+                channel_present[index] = True
 
         report["absent_channels"] = [name for name, present in zip(self.channel_names, channel_present) if not present]
         return PreprocessedRecord(
@@ -577,7 +573,9 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
             invalid_mask = flat_window_mask if invalid_mask is None else invalid_mask | flat_window_mask
         if invalid_mask is not None:
             context.invalid_masks[canonical] = invalid_mask
-        values -= np.median(self._statistics_view(values))  # centre: no step at the zero-padded edges
+        raw_median = float(np.median(self._statistics_view(values)))
+        values -= raw_median  # centre: no step at the zero-padded edges of the resampling filter
+        context.raw_medians[canonical] = raw_median
         return True
 
     def _scale_channel(self, values: np.ndarray, canonical: str, context: "_RecordContext") -> np.ndarray | None:
@@ -590,7 +588,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
             context.report["flat_channels"][canonical] = "no variation after filtering"
             context.invalid_masks.pop(canonical, None)
             return None
-        context.report["scaling"][canonical] = [center, scale]
+        context.report["scaling"][canonical] = {"offset": context.raw_medians.get(canonical, 0.0) + center, "scale": scale}
         scaled = (values - center) / scale
         return np.clip(scaled, -self.clip_value, self.clip_value, out=scaled)
 
@@ -607,17 +605,16 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
         return None
 
     def _resample_and_filter(
-        self, stacked: np.ndarray, modality: str, up: int, down: int, num_output_samples: int
+        self, values: np.ndarray, sections: np.ndarray | None, up: int, down: int, num_output_samples: int
     ) -> np.ndarray:
-        """(channels, input samples) float32 -> (channels, target samples) float64, resampled then band-passed."""
+        """Steps 4-5 for one channel: (input samples,) float32 -> (target samples,) float64."""
         if (up, down) != (1, 1):
-            stacked = scipy_signal.resample_poly(stacked, up, down, axis=-1)
+            values = scipy_signal.resample_poly(values, up, down)
         # float64 for the recursion: a 0.05-Hz pole at 100 Hz is too close to the unit circle for float32
-        stacked = stacked[:, :num_output_samples].astype(np.float64)
-        sections = self._band_pass_sections(modality)
+        values = values[:num_output_samples].astype(np.float64)
         if sections is not None:
-            stacked = scipy_signal.sosfiltfilt(sections, stacked, axis=-1)
-        return stacked
+            values = scipy_signal.sosfiltfilt(sections, values)
+        return values
 
     def cut_windows(
         self, preprocessed: PreprocessedRecord, max_invalid_fraction: float | None = None
