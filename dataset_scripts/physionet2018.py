@@ -330,8 +330,9 @@ def _read_matlab_v4_int16(signal_path: Path, header, header_path: Path) -> np.nd
 def read_record_signals(header_path: str | os.PathLike) -> RecordSignals:
     """Read a record's physical signals as float32 (channels, samples), the same values as `wfdb.rdrecord`.
 
-    The challenge's `16+24` Matlab files are memory-mapped and converted channel by channel (no float64
-    copy of the whole night); other WFDB formats fall back to `wfdb.rdrecord`.
+    The challenge's `16+24` Matlab files are checked against their header, read once as int16 and
+    converted channel by channel (no float64 copy of the whole night); other WFDB formats fall back to
+    `wfdb.rdrecord`. WFDB's invalid sample value (-32768) becomes NaN, as in `wfdb.rdrecord`.
     Raises `RecordReadError` naming the file for a missing/truncated/inconsistent record.
     """
     header_path = Path(header_path)
@@ -344,14 +345,14 @@ def read_record_signals(header_path: str | os.PathLike) -> RecordSignals:
     channel_names = [str(name) for name in header.sig_name]
     if len(file_names) == 1 and set(header.fmt) == {"16"} and next(iter(file_names)).endswith(".mat"):
         signal_path = header_path.parent / next(iter(file_names))
-        digital = _read_matlab_v4_int16(signal_path, header, header_path)
-        signals = np.empty((header.n_sig, digital.shape[0]), dtype=np.float32)
+        # (num_samples, num_channels) memmap -> (num_channels, num_samples) int16 in memory, read once
+        digital = np.ascontiguousarray(_read_matlab_v4_int16(signal_path, header, header_path).T)
+        signals = np.empty(digital.shape, dtype=np.float32)
         for channel in range(header.n_sig):
-            column = np.asarray(digital[:, channel])
             gain = header.adc_gain[channel] or 1.0
-            values = (column.astype(np.float32) - np.float32(header.baseline[channel])) / np.float32(gain)
-            values[column == _WFDB_INVALID_SAMPLE] = np.nan
-            signals[channel] = values
+            np.subtract(digital[channel], header.baseline[channel], out=signals[channel], dtype=np.float32)
+            signals[channel] /= np.float32(gain)
+            signals[channel][digital[channel] == _WFDB_INVALID_SAMPLE] = np.nan
         del digital
         return RecordSignals(signals=signals, channel_names=channel_names, sampling_rate=float(header.fs))
     import wfdb

@@ -120,6 +120,20 @@ def test_reading_matches_wfdb(real_segments_dir):
     np.testing.assert_allclose(ours.signals, reference.p_signal.T, rtol=1e-6)
 
 
+def test_layouts_record_folders_and_other_wfdb_formats(tmp_path, real_segments_dir):
+    _copy_segment(real_segments_dir / "seg-0009", tmp_path, "folder-0001")  # a record folder, no RECORDS
+    signals = np.random.default_rng(1).normal(0, 20, (4000, 2))
+    wfdb.wrsamp("loose-0001", fs=100, units=["uV", "uV"], sig_name=["C4-A1", "EKG"], p_signal=signals,
+                fmt=["16", "16"], write_dir=str(tmp_path))  # a loose .hea + .dat next to it
+    listing = physionet2018.find_records(tmp_path)
+    assert [record.name for record in listing.records] == ["folder-0001", "loose-0001"]
+    assert listing.records[0].labelled and not listing.records[1].labelled
+    loaded = physionet2018.read_record_signals(listing.records[1].header)
+    reference = wfdb.rdrecord(str(tmp_path / "loose-0001"))
+    np.testing.assert_allclose(loaded.signals, reference.p_signal.T, rtol=1e-6)
+    assert loaded.sampling_rate == 100 and loaded.channel_names == ["C4-A1", "EKG"]
+
+
 def test_num_proc_two_gives_the_same_rows(segment_build, segment_subset, tmp_path):
     builder, dataset_dict = segment_build
     folder, _ = segment_subset
