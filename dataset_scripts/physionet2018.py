@@ -13,6 +13,9 @@ Accepted layouts of `data_dir`: `training/` and/or `test/` subfolders (each with
 optionally a `RECORDS` file), a flat folder with a `RECORDS` file (e.g. the 60-s segments), or record
 folders directly. `age-sex.csv` at the root is optional.
 
+The dataset's `info.description` is JSON with `channel_names`, `modality_names`, `modalities`,
+`sampling_rate` and `window_seconds` (the axes of `input_values`, `channel_mask`, `modality_mask`).
+
 Row schema (see `make_features`): `input_values` Array2D (num_channels, window_length) float16,
 `channel_mask` (num_channels,) bool, `modality_mask` (num_modalities,) bool, `sleep_stage`
 ClassLabel W/N1/N2/N3/REM (-1 undefined), `arousal` int8 (1/0/-1), `age` float32 (-1 unknown), `sex`
@@ -27,7 +30,8 @@ Command line:
     python -m dataset_scripts.physionet2018 build --data_dir D --output_dir O [--num_proc N] [--parquet]
     python -m dataset_scripts.physionet2018 verify --data_dir D [--sums_dir S] [--present_only]
 
-`build` writes `O/dataset` (`DatasetDict.save_to_disk`), `O/build_report.json`, and with `--parquet`
+`build` writes `O/dataset` (`DatasetDict.save_to_disk`), `O/build_report.json` (a copy also in
+`O/dataset/`), and with `--parquet`
 `O/parquet/<split>-NNNNN-of-NNNNN.parquet`, which load back with
 
     load_dataset("parquet", data_files={"pretrain": "O/parquet/pretrain-*.parquet", "probe_train": "O/parquet/probe_train-*.parquet", "probe_test": "O/parquet/probe_test-*.parquet"})
@@ -461,14 +465,14 @@ def _record_labels(record: RecordFiles, num_samples: int, sampling_rate: float, 
                     labels.report["notes_problem"] = str(error)
             labels.report["problems"] = label_problems
             return labels
-        except label_tools.ArousalMaskError as error:
+        except (label_tools.ArousalMaskError, OSError, ValueError, TypeError) as error:
             label_problems.append(f"masks unusable, {'using notes' if record.notes else 'no labels'}: {error}")
     if record.notes is not None:
         try:
             labels = label_tools.read_arousal_notes(record.notes, num_samples, sampling_rate)
             labels.report["problems"] = label_problems
             return labels
-        except (label_tools.AnnotationFormatError, OSError) as error:
+        except (label_tools.AnnotationFormatError, OSError, ValueError) as error:
             label_problems.append(f"notes unusable: {error}")
     report["label_problems"] = label_problems
     return None
@@ -680,7 +684,17 @@ class PhysioNet2018(datasets.GeneratorBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
-            description="PhysioNet/CinC Challenge 2018 polysomnography, 30-s windows preprocessed by PhysioMAEFeatureExtractor.",
+            # JSON, so that consumers (train.py) read the axes' names from the saved dataset itself
+            description=json.dumps(
+                {
+                    "description": "PhysioNet/CinC Challenge 2018 polysomnography, 30-s windows preprocessed by PhysioMAEFeatureExtractor.",
+                    "channel_names": self._layout.channel_names,
+                    "modality_names": list(self._layout.modalities),
+                    "modalities": self._layout.modalities,
+                    "sampling_rate": self._layout.sampling_rate,
+                    "window_seconds": self._layout.window_seconds,
+                }
+            ),
             features=make_features(self._layout),
             homepage="https://physionet.org/content/challenge-2018/1.0.0/",
             citation=(
@@ -929,6 +943,7 @@ def build_to_folder(
         os.replace(parquet_staging, output / "parquet")
     report = builder.build_report
     write_json_atomically(output / REPORT_FILE_NAME, report)
+    write_json_atomically(output / "dataset" / REPORT_FILE_NAME, report)  # travels with the saved dataset
     del dataset_dict
     if not keep_cache:
         shutil.rmtree(cache_dir, ignore_errors=True)

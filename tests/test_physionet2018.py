@@ -303,6 +303,10 @@ def test_synthetic_cohort_builds_all_splits_with_cli_and_parquet(tmp_path, capsy
     assert report["totals"]["records_built"] == 3 and report["totals"]["windows_kept"] == 90
     assert {entry["split"] for entry in report["records"].values()} == set(physionet2018.SPLIT_NAMES)
     assert not (output / "cache").exists()
+    assert json.loads((output / "dataset" / "build_report.json").read_text())["totals"] == report["totals"]
+    layout = json.loads(dataset_dict["pretrain"].info.description)
+    assert layout["channel_names"][0] == "F3-M2" and len(layout["channel_names"]) == 13
+    assert layout["modality_names"] == ["eeg", "eog", "emg", "resp", "spo2", "ecg"]
     pretrain = dataset_dict["pretrain"]
     assert set(pretrain["sleep_stage"]) == {-1} and set(pretrain["arousal"]) == {-1}
     labelled = list(dataset_dict["probe_train"]["sleep_stage"]) + list(dataset_dict["probe_test"]["sleep_stage"])
