@@ -123,6 +123,11 @@ class PhysioMAEForPreTrainingOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
+    @property
+    def logits(self) -> torch.FloatTensor | None:
+        """Alias of `reconstruction` (the name transformers gives a head's prediction)."""
+        return self.reconstruction
+
 
 @dataclass
 class PhysioMAEContrastiveOutput(ModelOutput):
