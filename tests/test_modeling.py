@@ -148,6 +148,24 @@ def test_dropped_modality_is_invisible_to_the_encoder_and_fully_scored():
     assert (first.visible_token_mask.sum(dim=1) == expected_visible(2 * config.num_patches)).all()
 
 
+def test_norm_patch_loss_scores_normalised_patches():
+    config = tiny_config(norm_patch_loss=True)
+    model = PhysioMAEForPreTraining(config).eval()
+    input_values = 3.0 + 2.0 * random_windows(config, 2)
+    with torch.no_grad():
+        output = model(input_values, dropped_modality="resp", generator=torch.Generator().manual_seed(0))
+    resp = config.modality_channel_slices["resp"]
+    # (batch, 2, 3000) -> (batch, 30 patches, 2 * 100 values), normalised per patch
+    patches = input_values[:, resp].reshape(2, 2, 30, 100).permute(0, 2, 1, 3).reshape(2, 30, 200)
+    normalised = (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + 1e-6) ** 0.5
+    predicted = output.reconstruction[:, resp].reshape(2, 2, 30, 100).permute(0, 2, 1, 3).reshape(2, 30, 200)
+    torch.testing.assert_close(output.loss_per_modality[2], (predicted - normalised).pow(2).mean())
+    with pytest.raises(ValueError, match="dropped_modality"):
+        model(input_values, dropped_modality="ecg")
+    with pytest.raises(ValueError, match="dropped_modality values"):
+        model(input_values, dropped_modality=torch.tensor([0, 5]))
+
+
 def test_random_modality_dropout_batch_and_sample_modes():
     batch_size = 24
     modality_mask = torch.ones(batch_size, 3, dtype=torch.bool)
