@@ -1,0 +1,110 @@
+"""Evaluate frozen PhysioMAE encoders with linear probes (sleep staging, arousal, age).
+
+    python eval.py configs/eval_tiny.yaml --output_dir outputs/eval
+    python eval.py --checkpoints RUN_A RUN_B MODEL_FOLDER --dataset_dir DATASET --output_dir outputs/eval
+    python eval.py --real_segments_dir ../shared/data/physionet2018-segments --checkpoints RUN --output_dir out
+
+A checkpoint is a training output folder (`run_args.json` + `export/`, one folder per modality for
+`mae_unimodal`) or any saved / Hub-format PhysioMAE folder. The hand-crafted band-power baseline is always
+reported. Writes OUTPUT/results.json, comparison.{json,md}, robustness.md, analysis/<variant>/*.png and one
+Hub-format classifier per variant and task (OUTPUT/<variant>-sleep-staging, -arousal, -age). See
+`modeling_physiomae/evaluation.py` for the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from modeling_physiomae import probing
+from modeling_physiomae.evaluation import EvaluationSettings, ProbeSettings, run_evaluation
+
+
+@dataclass
+class EvalArguments:
+    """Command-line / YAML arguments of eval.py."""
+
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Where results, plots and classifiers go."})
+    checkpoints: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Training output folders (run_args.json + export/) or saved PhysioMAE model folders."},
+    )
+    dataset_dir: str | None = field(default=None, metadata={"help": "Dataset saved by the builder (probe_train/probe_test)."})
+    real_segments_dir: str | None = field(
+        default=None, metadata={"help": "Folder of real 60-s challenge segments (sleep staging only)."}
+    )
+    real_segments_limit: int | None = field(default=None, metadata={"help": "Use only the first N real segments."})
+    real_segments_test_fraction: float = field(default=0.5, metadata={"help": "Share of real segments in probe-test."})
+    tasks: list[str] = field(default_factory=lambda: list(probing.TASKS), metadata={"help": "Tasks to probe."})
+    batch_size: int = field(default=64, metadata={"help": "Windows per encoder forward pass."})
+    c_grid: list[float] = field(default_factory=lambda: list(probing.DEFAULT_C_GRID), metadata={"help": "C values tried by CV."})
+    cv_folds: int = field(default=5, metadata={"help": "GroupKFold folds (grouped by record)."})
+    max_iter: int = field(default=2000, metadata={"help": "LogisticRegression max_iter."})
+    bootstrap_resamples: int = field(default=200, metadata={"help": "Bootstrap resamples of test records (0 = no CIs)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
+    robustness: bool = field(default=True, metadata={"help": "Re-score every task with each modality removed."})
+    analyses: bool = field(default=True, metadata={"help": "Attention rollout and modality tuning (early fusion)."})
+    analysis_windows: int = field(default=32, metadata={"help": "Probe-test windows used by the analyses."})
+    export_classifiers: bool = field(default=True, metadata={"help": "Export one Hub-format classifier per task."})
+    repo_prefix: str = field(default="", metadata={"help": "Hub namespace used in the model cards' repo ids."})
+    device: str = field(default="cpu", metadata={"help": "Torch device of the encoders."})
+
+
+def parse_arguments(argv: list[str]) -> EvalArguments:
+    """`[config.yaml] [--flag value ...]`: the YAML sets defaults, the command line overrides them."""
+    parser = HfArgumentParser(EvalArguments)
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        config_path = Path(argv[0])
+        if not config_path.is_file():
+            parser.error(f"config file {config_path} not found")
+        values = yaml.safe_load(config_path.read_text()) or {}
+        if not isinstance(values, dict):
+            parser.error(f"{config_path}: expected a mapping of argument names to values")
+        known = set(EvalArguments.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            parser.error(f"{config_path}: unknown argument(s) {unknown}")
+        parser.set_defaults(**values)
+        argv = argv[1:]
+    (arguments,) = parser.parse_args_into_dataclasses(args=argv)
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    settings = EvaluationSettings(
+        checkpoints=arguments.checkpoints,
+        output_dir=Path(arguments.output_dir),
+        dataset_dir=arguments.dataset_dir,
+        real_segments_dir=arguments.real_segments_dir,
+        real_segments_limit=arguments.real_segments_limit,
+        real_segments_test_fraction=arguments.real_segments_test_fraction,
+        tasks=arguments.tasks,
+        batch_size=arguments.batch_size,
+        probe=ProbeSettings(
+            c_grid=tuple(arguments.c_grid),
+            cv_folds=arguments.cv_folds,
+            max_iter=arguments.max_iter,
+            bootstrap_resamples=arguments.bootstrap_resamples,
+            seed=arguments.seed,
+        ),
+        robustness=arguments.robustness,
+        analyses=arguments.analyses,
+        analysis_windows=arguments.analysis_windows,
+        export_classifiers=arguments.export_classifiers,
+        repo_prefix=arguments.repo_prefix,
+        device=arguments.device,
+    )
+    results = run_evaluation(settings)
+    print((Path(arguments.output_dir) / "comparison.md").read_text())
+    return results
+
+
+if __name__ == "__main__":
+    main()
