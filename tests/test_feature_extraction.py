@@ -184,6 +184,18 @@ def test_robust_scaling_is_per_record_so_window_amplitudes_keep_their_ratio(extr
     np.testing.assert_allclose(rescaled["input_values"], features["input_values"], atol=1e-4)
 
 
+def test_windows_start_at_the_record_start_and_the_partial_tail_is_dropped(extractor):
+    recording = noise_recording(["C4-M1", "ECG"], seconds=75, sampling_rate=256)
+    features = extractor(recording, sampling_rate=256, return_tensors="np", return_report=True)
+    assert features["input_values"].shape == (2, 13, 3000)
+    assert features["report"]["num_windows"] == 2
+    assert features["report"]["dropped_trailing_seconds"] == pytest.approx(15.0)
+    record = extractor.preprocess_record(np.stack(list(recording.values())), list(recording), 256)
+    windows, channel_mask = extractor.cut_windows(record)
+    np.testing.assert_array_equal(windows[1], record.signals[:, 3000:6000])
+    np.testing.assert_array_equal(channel_mask, features["channel_mask"])
+
+
 # ----------------------------------------------------------------------------- serialisation
 def test_save_and_load_round_trip_keeps_settings_and_modality_order(tmp_path):
     modalities = {"resp": ["ABD", "AIRFLOW"], "eeg": ["C4-M1"], "ecg": ["ECG"]}  # deliberately not sorted
