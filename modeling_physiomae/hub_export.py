@@ -75,6 +75,7 @@ def save_for_hub(model, folder, feature_extractor=None, readme_text: str | None 
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the export is an ordinary folder
     try:
         previous_auto_map = getattr(model.config, "auto_map", None)
         model.config.auto_map = dict(MODEL_AUTO_MAP)
