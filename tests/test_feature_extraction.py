@@ -1,5 +1,7 @@
 """Tests of PhysioMAEFeatureExtractor: names, cleaning, filtering, resampling, scaling, windows, real records."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,7 @@ def test_nonfinite_samples_are_counted_interpolated_and_mask_mostly_bad_windows(
     assert not features["input_values"][1, ecg_index].any()  # absent in that window -> zeros
     np.testing.assert_array_equal(features["modality_mask"][:, -1], [True, False, True])
     assert report["invalid_channel_windows"] == {"ECG": 1}
+    json.dumps(report)  # the builder writes it into build_report.json
 
 
 def test_flat_and_all_nonfinite_channels_are_absent_and_reported(extractor):
