@@ -503,7 +503,13 @@ def generate_eeg(context: _Context, ecg: np.ndarray) -> np.ndarray:
     rng, fs, length = context.rng, context.fs, context.number_of_samples
     old = age_factor(context.age)
     arousal = context.arousal_per_second
-    components, mixing = [], []  # rows (length,) and their weight per EEG channel
+    eeg = np.zeros((6, length), dtype=np.float32)
+
+    def mix(weights_per_component: Sequence[Sequence[float]], *rows: np.ndarray) -> None:
+        """eeg += (6, k) weights @ (k, samples) rows, one small matrix product per call."""
+        weights = np.asarray(weights_per_component, dtype=np.float32).T  # (6 channels, k)
+        eeg[:] += weights @ np.stack(rows).astype(np.float32, copy=False)  # (6, k) @ (k, samples)
+
     for band, (low, high, table) in EEG_BAND_AMPLITUDE_UV.items():
         amplitude = context.per_stage(table)
         if band == "alpha":
@@ -514,14 +520,13 @@ def generate_eeg(context: _Context, ecg: np.ndarray) -> np.ndarray:
         amplitude = amplitude * (1.0 + (AROUSAL_EEG_GAIN[band] - 1.0) * arousal)
         envelope = upsample(smooth(amplitude, 3), length, fs)
         sources = band_noise(rng, 2, length, fs, low, high)  # (2, length): one per hemisphere
+        sources *= envelope
         weights = np.asarray(EEG_REGION_WEIGHTS[band])
-        components += [envelope * sources[0], envelope * sources[1]]
         # left channels (F3, C3, O1) read source 0; right channels mostly source 1, partly source 0
-        mixing += [weights * (1.0, 0.6, 1.0, 0.6, 1.0, 0.6), weights * (0.0, 0.8, 0.0, 0.8, 0.0, 0.8)]
-    components += [generate_spindles(context, length), generate_kcomplexes(context, length), ecg]
-    mixing += [EEG_REGION_WEIGHTS["spindle"], EEG_REGION_WEIGHTS["kcomplex"], 4.0 * rng.uniform(0.5, 1.5, 6)]
-    mixing_matrix = np.asarray(mixing, dtype=np.float32).T  # (6 channels, components)
-    eeg = mixing_matrix @ np.stack(components, dtype=np.float32)  # (6, components) @ (components, length) -> (6, length)
+        mix([weights * (1.0, 0.6, 1.0, 0.6, 1.0, 0.6), weights * (0.0, 0.8, 0.0, 0.8, 0.0, 0.8)], *sources)
+    ecg_pickup = 4.0 * rng.uniform(0.5, 1.5, 6)
+    mix([EEG_REGION_WEIGHTS["spindle"], EEG_REGION_WEIGHTS["kcomplex"], ecg_pickup],
+        generate_spindles(context, length), generate_kcomplexes(context, length), ecg)
     eeg += 2.0 * white_noise(rng, (6, length))
     eeg += rng.normal(0.0, 15.0, size=(6, 1)).astype(np.float32)  # electrode offsets
     return eeg
@@ -573,7 +578,8 @@ def generate_eog(context: _Context, frontal_eeg: np.ndarray) -> np.ndarray:
                           signs * rng.uniform(60.0, 200.0, saccade_times.size), saccade, length)
     blink_times = poisson_times(rng, 0.3 * eyes_open_wake)
     blink = np.hanning(int(0.3 * fs))
-    eog += place_templates((blink_times * fs).astype(np.int64), rng.uniform(80.0, 160.0, blink_times.size), blink, length)
+    blink_amplitudes = rng.uniform(80.0, 160.0, blink_times.size)
+    eog += place_templates((blink_times * fs).astype(np.int64), blink_amplitudes, blink, length)
     rolling = band_noise(rng, 1, length, fs, 0.1, 0.5)[0]
     eog += upsample(smooth(context.per_stage(EOG_SLOW_ROLLING_UV), 5), length, fs) * rolling
     eog += 0.35 * frontal_eeg + 3.0 * white_noise(rng, length)
@@ -588,7 +594,8 @@ def generate_emg(context: _Context, ecg: np.ndarray) -> np.ndarray:
     envelope = upsample(smooth(tone, 3), length, fs)
     twitch_times = poisson_times(rng, REM_TWITCHES_PER_SECOND * (context.stage_per_second == REM))
     twitch = np.hanning(int(0.15 * fs))
-    envelope += place_templates((twitch_times * fs).astype(np.int64), rng.uniform(15.0, 45.0, twitch_times.size), twitch, length)
+    twitch_amplitudes = rng.uniform(15.0, 45.0, twitch_times.size)
+    envelope += place_templates((twitch_times * fs).astype(np.int64), twitch_amplitudes, twitch, length)
     white = white_noise(rng, length + 1)
     carrier = (white[1:] - white[:-1]) * np.float32(np.sqrt(0.5))  # first difference: a high-pass
     return envelope * carrier + 8.0 * ecg + 0.8 * white[1:]

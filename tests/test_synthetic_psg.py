@@ -140,7 +140,8 @@ def test_header_is_crlf_and_laid_out_like_the_real_header(written_record, real_l
         assert len(our_fields) == len(real_fields) == 9
         assert our_fields[0] == f"{record.name}.mat" and real_fields[0] == "tr03-0005.mat"
         # format, gain(baseline)/units, ADC resolution, ADC zero, block size and name as in the real file
-        assert [our_fields[index] for index in (1, 2, 3, 4, 7, 8)] == [real_fields[index] for index in (1, 2, 3, 4, 7, 8)]
+        same_fields = (1, 2, 3, 4, 7, 8)
+        assert [our_fields[index] for index in same_fields] == [real_fields[index] for index in same_fields]
         assert int(our_fields[5]) == record.digital[0, channel] and int(our_fields[6]) == checksums[channel]
 
 
@@ -206,7 +207,8 @@ def test_annotations_read_back_except_the_sample_zero_note(written_record, real_
     assert paths.arousal.read_bytes()[36:44] == b"\x00\x58\x05\xf4\x01\xfcW\x00"
     _, real = read_notes(real_labels_dir / "tr03-0005")
     real_codes = {text: (subtype, chan) for text, subtype, chan in zip(real.aux_note, real.subtype, real.chan)}
-    our_codes = {text: (subtype, chan) for text, subtype, chan in zip(annotation.aux_note, annotation.subtype, annotation.chan)}
+    our_codes = {text: (subtype, chan)
+                 for text, subtype, chan in zip(annotation.aux_note, annotation.subtype, annotation.chan)}
     shared = set(real_codes) & set(our_codes)
     assert len(shared) >= 4 and all(real_codes[text] == our_codes[text] for text in shared)
     names = {name for _, _, name in record.events}
@@ -217,7 +219,8 @@ def test_masks_agree_with_the_notes(written_record):
     record, paths = written_record
     stage_index, arousals = stage_per_sample_from_masks(paths.arousal_mat)
     for position, (sample, stage) in enumerate(record.stage_notes):
-        end = record.stage_notes[position + 1][0] if position + 1 < len(record.stage_notes) else record.number_of_samples
+        is_last = position + 1 == len(record.stage_notes)
+        end = record.number_of_samples if is_last else record.stage_notes[position + 1][0]
         # real convention: a stage note at s labels samples s-1 ... (next note)-2; the last sample is undefined
         span = stage_index[max(sample - 1, 0) : end - 1]
         assert (span == challenge_io.STAGE_NAMES.index(stage)).all(), f"stage {stage} at {sample}"
@@ -259,14 +262,17 @@ def test_hdf5_file_is_structured_like_the_real_one(written_record, real_labels_d
 
 def test_write_record_checks_its_input_and_converts_physical_values(tmp_path):
     with pytest.raises(ValueError, match="bad-0001.*signals must be"):
-        challenge_io.write_record(tmp_path, "bad-0001", np.zeros((10, 3), np.int16), ["a", "b"], ["uV"] * 2, [1.0] * 2, [0] * 2)
+        challenge_io.write_record(tmp_path, "bad-0001", np.zeros((10, 3), np.int16), ["a", "b"], ["uV"] * 2,
+                                  [1.0] * 2, [0] * 2)
     with pytest.raises(ValueError, match="gains has 1 entries"):
-        challenge_io.write_record(tmp_path, "bad-0002", np.zeros((10, 2), np.int16), ["a", "b"], ["uV"] * 2, [1.0], [0] * 2)
+        challenge_io.write_record(tmp_path, "bad-0002", np.zeros((10, 2), np.int16), ["a", "b"], ["uV"] * 2,
+                                  [1.0], [0] * 2)
     with pytest.raises(ValueError, match="unknown stage 'N4'"):
         challenge_io.write_record(tmp_path, "bad-0003", np.zeros((10, 1), np.int16), ["a"], ["uV"], [1.0], [0],
                                   stage_notes=[(0, "N4")])
     physical = np.array([[1.2, 96.0], [-3.7, np.nan], [1e6, 0.0]])
-    paths = challenge_io.write_record(tmp_path, "ok-0001", physical, ["EEG", "SaO2"], ["uV", "%"], [1.0, 655.35], [0, -32768])
+    paths = challenge_io.write_record(tmp_path, "ok-0001", physical, ["EEG", "SaO2"], ["uV", "%"], [1.0, 655.35],
+                                      [0, -32768])
     digital = wfdb.rdrecord(str(paths.header.with_suffix("")), physical=False, return_res=16).d_signal
     assert digital.tolist() == [[1, 30146], [-4, -32768], [32767, -32767]]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ok-0001.hea", "ok-0001.mat"]
@@ -319,7 +325,8 @@ def test_arousals_raise_eeg_frequency_emg_and_heart_rate_together(night_record):
 
     def fast_to_slow(segment):
         frequencies, power = scipy.signal.welch(segment, fs=FS, nperseg=256)
-        return power[(frequencies >= 15) & (frequencies <= 30)].sum() / power[(frequencies >= 0.5) & (frequencies <= 4)].sum()
+        fast = power[(frequencies >= 15) & (frequencies <= 30)].sum()
+        return fast / power[(frequencies >= 0.5) & (frequencies <= 4)].sum()
 
     during = [(fast_to_slow(eeg[start:end]), emg[start:end].std()) for start, end, _ in arousals]
     before = [(fast_to_slow(eeg[start - 15 * FS : start - 3 * FS]), emg[start - 15 * FS : start - 3 * FS].std())
