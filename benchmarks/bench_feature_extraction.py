@@ -84,6 +84,9 @@ def main() -> None:
     results = {
         "record": f"{args.hours:g} h x {len(names)} channels at {args.sampling_rate} Hz ({record.size / 1e6:.1f} M samples)",
         "preprocess_record": best_of(args.repeats, extractor.preprocess_record, record, names, args.sampling_rate),
+        "preprocess_record_2_threads": best_of(
+            args.repeats, lambda: extractor.preprocess_record(record, names, args.sampling_rate, num_threads=2)
+        ),
         "numpy_floor": best_of(args.repeats, numpy_floor, record, max(1, args.sampling_rate // 100)),
         "resample_poly_eeg_6ch": best_of(args.repeats, scipy_signal.resample_poly, eeg, up, down, -1),
         "sosfiltfilt_eeg_6ch": best_of(args.repeats, scipy_signal.sosfiltfilt, eeg_sections, resampled_eeg, -1),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -458,7 +459,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
 
     # ----------------------------------------------------------------- public API
     def preprocess_record(
-        self, signals: np.ndarray | list, channel_names: list[str], sampling_rate: float
+        self, signals: np.ndarray | list, channel_names: list[str], sampling_rate: float, num_threads: int = 1
     ) -> PreprocessedRecord:
         """
         Clean, filter, resample and scale one whole record (steps 1-6 of the class docstring).
@@ -468,6 +469,8 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
                 1-D arrays): the raw record in any units (one unit per channel), any float/int dtype.
             channel_names (`list[str]`): one name per row of `signals`.
             sampling_rate (`float`): rate of `signals` in Hz.
+            num_threads (`int`, *optional*, defaults to 1): channels processed in parallel (the SciPy kernels
+                release the GIL). The result does not depend on it. Keep 1 inside multi-process pipelines.
 
         Returns:
             `PreprocessedRecord`. Its `report` holds: `input_channels`, `input_sampling_rate`, `resample_factors`
@@ -520,20 +523,34 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
         context = _RecordContext(sampling_rate, up, down, num_output_samples, report, invalid_masks)
         channel_modality = self.channel_modality
         sections_by_modality = {modality: self._band_pass_sections(modality) for modality in self.modality_names}
-        # One channel at a time, so that only one channel's temporaries are alive besides the output.
-        for index, canonical in enumerate(self.channel_names):
-            if canonical not in chosen_rows:
-                continue
-            modality = channel_modality[index]
+
+        def process_channel(index: int) -> np.ndarray | None:
+            """Steps 2-6 for one channel; only one channel's temporaries are alive per thread."""
+            canonical, modality = self.channel_names[index], channel_modality[index]
             values = np.array(signals[chosen_rows[canonical]], dtype=np.float32)  # a private copy
             if not self._clean_channel(values, canonical, modality, context):
-                continue
+                return None
             filtered = self._resample_and_filter(values, sections_by_modality[modality], up, down, num_output_samples)
             del values
-            scaled = self._scale_channel(filtered, canonical, context)
-            if scaled is not None:
-                output[index] = scaled
-                channel_present[index] = True
+            return self._scale_channel(filtered, canonical, context)
+
+        given = [index for index, canonical in enumerate(self.channel_names) if canonical in chosen_rows]
+        if num_threads > 1 and len(given) > 1:
+            with ThreadPoolExecutor(max_workers=min(num_threads, len(given))) as executor:
+                results = executor.map(process_channel, given)
+                for index, scaled in zip(given, results):
+                    if scaled is not None:
+                        output[index] = scaled
+                        channel_present[index] = True
+        else:
+            for index in given:
+                scaled = process_channel(index)
+                if scaled is not None:
+                    output[index] = scaled
+                    channel_present[index] = True
+        # per-channel entries in channel order, whatever order the threads finished in
+        for key in ("nonfinite_samples", "flat_channels", "flat_windows", "scaling"):
+            report[key] = {name: report[key][name] for name in self.channel_names if name in report[key]}
 
         report["absent_channels"] = [name for name, present in zip(self.channel_names, channel_present) if not present]
         return PreprocessedRecord(
@@ -669,6 +686,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
         channel_names: list[str] | None = None,
         return_tensors: str | None = "pt",
         return_report: bool = False,
+        num_threads: int = 1,
         **kwargs,
     ) -> BatchFeature:
         """
@@ -681,6 +699,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
             channel_names (`list[str]`, *optional*): names of the rows of a 2-D `recording`.
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"` or None (numpy arrays).
             return_report (`bool`, *optional*): add the record's `report` dict to the output.
+            num_threads (`int`, *optional*, defaults to 1): see `preprocess_record`.
 
         Returns:
             `BatchFeature` with `input_values` (num_windows, num_channels, window_length) float32,
@@ -711,7 +730,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
                 )
         if sampling_rate is None:
             raise ValueError("sampling_rate (Hz of the recording) is required")
-        preprocessed = self.preprocess_record(signals, list(channel_names), sampling_rate)
+        preprocessed = self.preprocess_record(signals, list(channel_names), sampling_rate, num_threads=num_threads)
         windows, channel_mask = self.cut_windows(preprocessed)
         data = {
             "input_values": windows,

@@ -199,6 +199,16 @@ def test_windows_start_at_the_record_start_and_the_partial_tail_is_dropped(extra
     np.testing.assert_array_equal(channel_mask, features["channel_mask"])
 
 
+def test_threads_give_the_same_result(extractor):
+    recording = noise_recording(["C4-M1", "O2-M1", "ECG", "ABD", "LOC"], seconds=60, sampling_rate=200, seed=7)
+    recording["ABD"][:100] = np.nan
+    single = extractor(recording, sampling_rate=200, return_tensors="np", return_report=True)
+    threaded = extractor(recording, sampling_rate=200, return_tensors="np", return_report=True, num_threads=3)
+    for key in ("input_values", "channel_mask", "modality_mask"):
+        np.testing.assert_array_equal(threaded[key], single[key])
+    assert json.dumps(threaded["report"]) == json.dumps(single["report"])
+
+
 # ----------------------------------------------------------------------------- serialisation
 def test_save_and_load_round_trip_keeps_settings_and_modality_order(tmp_path):
     modalities = {"resp": ["ABD", "AIRFLOW"], "eeg": ["C4-M1"], "ecg": ["ECG"]}  # deliberately not sorted
