@@ -113,7 +113,7 @@ class _RecordContext:
     num_output_samples: int
     report: dict[str, Any]
     invalid_masks: dict[str, np.ndarray]
-    raw_medians: dict[str, float] = field(default_factory=dict)
+    raw_offsets: dict[str, float] = field(default_factory=dict)
 
 
 class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
@@ -139,7 +139,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
        counts them; again not for `quantized_modalities`, since a stable SpO2 can sit on one value for 30 s).
     4. **Resampling** to `sampling_rate` (100 Hz) with `scipy.signal.resample_poly` by the rational factor
        up/down (e.g. 200 Hz: 1/2, 256 Hz: 25/64, 128 Hz: 25/32, 512 Hz: 25/128); its polyphase FIR is the
-       anti-aliasing filter. Each channel is first centred on its median so that the zero padding at the edges
+       anti-aliasing filter. Each channel is first centred (on its mean) so that the zero padding at the edges
        causes no step.
     5. **Zero-phase band-pass** per modality (`filter_bands`, Butterworth of order `filter_order`, second-order
        sections, `scipy.signal.sosfiltfilt`), applied at the target rate. Resampling first and filtering after
@@ -590,9 +590,11 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
             invalid_mask = flat_window_mask if invalid_mask is None else invalid_mask | flat_window_mask
         if invalid_mask is not None:
             context.invalid_masks[canonical] = invalid_mask
-        raw_median = float(np.median(self._statistics_view(values)))
-        values -= raw_median  # centre: no step at the zero-padded edges of the resampling filter
-        context.raw_medians[canonical] = raw_median
+        # centre (mean of the statistics samples; cheaper than a median and enough for this purpose) so that the
+        # zero padding of the resampling filter makes no step at the record edges
+        raw_offset = float(np.mean(self._statistics_view(values), dtype=np.float64))
+        values -= raw_offset
+        context.raw_offsets[canonical] = raw_offset
         return True
 
     def _scale_channel(self, values: np.ndarray, canonical: str, context: "_RecordContext") -> np.ndarray | None:
@@ -605,7 +607,7 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
             context.report["flat_channels"][canonical] = "no variation after filtering"
             context.invalid_masks.pop(canonical, None)
             return None
-        context.report["scaling"][canonical] = {"offset": context.raw_medians.get(canonical, 0.0) + center, "scale": scale}
+        context.report["scaling"][canonical] = {"offset": context.raw_offsets.get(canonical, 0.0) + center, "scale": scale}
         scaled = (values - center) / scale
         return np.clip(scaled, -self.clip_value, self.clip_value, out=scaled)
 
