@@ -1,0 +1,435 @@
+"""train.py: strategies, exact resume, atomic checkpoints, 2 processes, export, push, NaN stop."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+NUM_CHANNELS, WINDOW_LENGTH, SAMPLING_RATE = 13, 3000, 100
+
+
+def synthetic_windows(num_windows: int, seed: int) -> np.ndarray:
+    """Windows whose channels share one hidden state (a frequency and amplitude per window), so masked patches
+    are predictable from the visible ones and from the other modalities. (num_windows, 13, 3000) float16."""
+    random = np.random.default_rng(seed)
+    time_axis = np.arange(WINDOW_LENGTH) / SAMPLING_RATE
+    frequency = random.uniform(0.3, 3.0, size=(num_windows, 1, 1))
+    amplitude = random.uniform(0.5, 1.5, size=(num_windows, 1, 1))
+    channel_phase = np.linspace(0, np.pi, NUM_CHANNELS)[None, :, None]
+    channel_gain = np.linspace(0.6, 1.4, NUM_CHANNELS)[None, :, None]
+    signals = amplitude * channel_gain * np.sin(2 * np.pi * frequency * time_axis[None, None, :] + channel_phase)
+    signals += 0.1 * random.standard_normal(signals.shape)
+    return signals.astype(np.float16)
+
+
+def write_tiny_dataset(path, num_pretrain: int = 48, num_probe: int = 8, seed: int = 0, nan_window: int | None = None):
+    """A DatasetDict with the builder's schema (pretrain / probe_train / probe_test) saved with save_to_disk."""
+    import datasets
+
+    features = datasets.Features({
+        "input_values": datasets.Array2D(shape=(NUM_CHANNELS, WINDOW_LENGTH), dtype="float16"),
+        "channel_mask": datasets.Sequence(datasets.Value("bool"), length=NUM_CHANNELS),
+        "modality_mask": datasets.Sequence(datasets.Value("bool"), length=6),
+        "sleep_stage": datasets.ClassLabel(names=["W", "N1", "N2", "N3", "REM"]),
+        "arousal": datasets.Value("int8"),
+        "age": datasets.Value("float32"),
+        "sex": datasets.ClassLabel(names=["F", "M"]),
+        "record": datasets.Value("string"),
+        "window": datasets.Value("int32"),
+    })
+
+    def split(prefix: str, count: int, split_seed: int):
+        windows = synthetic_windows(count, split_seed)
+        if nan_window is not None and prefix == "te":
+            windows[:] = np.nan
+        return datasets.Dataset.from_dict({
+            "input_values": windows,
+            "channel_mask": np.ones((count, NUM_CHANNELS), dtype=bool),
+            "modality_mask": np.ones((count, 6), dtype=bool),
+            "sleep_stage": [index % 5 for index in range(count)],
+            "arousal": [0] * count,
+            "age": [50.0] * count,
+            "sex": [index % 2 for index in range(count)],
+            "record": [f"{prefix}00-{index // 8:04d}" for index in range(count)],
+            "window": [index % 8 for index in range(count)],
+        }, features=features)
+
+    dataset = datasets.DatasetDict({
+        "pretrain": split("te", num_pretrain, seed),
+        "probe_train": split("tr", num_probe, seed + 1),
+        "probe_test": split("tr", num_probe, seed + 2),
+    })
+    dataset.save_to_disk(str(path))
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_YAML = str(REPO_ROOT / "configs" / "tiny.yaml")
+MAE_STRATEGIES = ("mae_modality_drop", "mae", "mae_unimodal")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two threads thrash (10x slower) and timings vary."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny-dataset") / "dataset", num_pretrain=24)
+
+
+def run_train(arguments: list, hub_api=None):
+    """train.main in this process (fresh Accelerate singletons for every run)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    import train
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    return train.main([str(argument) for argument in arguments], hub_api=hub_api)
+
+
+def base_arguments(dataset: Path, output_dir: Path, *extra) -> list:
+    return [TINY_YAML, "--dataset_dir", dataset, "--output_dir", output_dir, "--report_to", "none", "--disable_tqdm",
+            "--logging_steps", "1", *extra]
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def export_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_same_weights(left: dict, right: dict) -> None:
+    assert left.keys() == right.keys()
+    for name in left:
+        assert torch.equal(left[name], right[name]), f"weights differ at {name}"
+
+
+# ----------------------------------------------------------------------------------------- arguments
+def test_yaml_gives_defaults_and_command_line_wins(tmp_path, capsys):
+    import train
+
+    model_args, data_args, training_args = train.parse_arguments(
+        [TINY_YAML, "--output_dir", str(tmp_path), "--max_steps", "5", "--modalities", "eeg", "ecg"]
+    )
+    assert model_args.hidden_size == 64 and model_args.num_hidden_layers == 2  # from the YAML
+    assert training_args.max_steps == 5 and training_args.output_dir == str(tmp_path)  # command line wins
+    assert training_args.modalities == ["eeg", "ecg"]
+
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("hidden_size: 32\nnot_a_field: 1\n")
+    with pytest.raises(ValueError, match="not_a_field"):
+        train.parse_arguments([str(bad_yaml), "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="output_dir"):
+        train.parse_arguments([TINY_YAML])
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_arguments(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for flag in ("--strategy", "--resume_from_checkpoint", "--mixed_precision", "--push_to_hub", "--streaming"):
+        assert flag in help_text
+
+
+# ----------------------------------------------------------------------------------------- strategies
+@pytest.mark.parametrize(
+    "strategy", ["mae_modality_drop", "mae", "contrastive_pairwise", "contrastive_loo", "mae_unimodal"]
+)
+def test_strategy_trains_and_loss_falls(strategy, tiny_dataset, tmp_path):
+    """30 steps on one fixed batch of 8 windows: the mean of the last 3 losses is clearly below the first 3."""
+    output_dir = tmp_path / strategy
+    extra = ["--modalities", "eeg", "resp"] if strategy == "mae_unimodal" else []
+    run_train(base_arguments(tiny_dataset, output_dir, "--strategy", strategy, "--max_steps", 30,
+                             "--per_device_batch_size", 8, "--max_train_windows", 8, "--learning_rate", "3e-3",
+                             "--warmup_ratio", "0.1", "--save_steps", 0, *extra))
+    if strategy == "mae_unimodal":
+        runs = {name: output_dir / "unimodal" / name / "train_log.jsonl" for name in ("eeg", "resp")}
+        exports = {name: output_dir / "export" / name for name in ("eeg", "resp")}
+    else:
+        runs, exports = {strategy: output_dir / "train_log.jsonl"}, {strategy: output_dir / "export"}
+    for name, log_path in runs.items():
+        log = read_log(log_path)
+        assert [entry["step"] for entry in log] == list(range(1, 31))
+        losses = [entry["loss"] for entry in log]
+        assert all(math.isfinite(loss) for loss in losses)
+        first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+        assert last < 0.97 * first, f"{name}: loss did not fall ({first:.4f} -> {last:.4f})"
+        assert log[-1]["windows_per_s"] > 0 and log[0]["learning_rate"] > 0
+        if strategy.startswith("mae"):
+            modality_losses = log[-1]["loss_per_modality"]
+            expected = [name] if strategy == "mae_unimodal" else ["eeg", "eog", "emg", "resp", "spo2", "ecg"]
+            assert list(modality_losses) == expected
+            assert all(value is None or value > 0 for value in modality_losses.values())
+    for name, folder in exports.items():
+        config = json.loads((folder / "config.json").read_text())
+        assert "AutoModel" in config["auto_map"] and (folder / "README.md").is_file()
+        if strategy == "mae_unimodal":
+            assert list(config["modalities"]) == [name]
+        if strategy.startswith("contrastive"):
+            assert config["fusion"] == "late" and config["contrastive_loss"] == strategy.split("_", 1)[1]
+    assert (output_dir / "loss_curves.png").stat().st_size > 1000
+    run_args = json.loads((output_dir / "run_args.json").read_text())
+    assert run_args["arguments"]["strategy"] == strategy
+
+
+def test_random_init_exports_the_seeded_untrained_model(tmp_path):
+    for name, seed in (("first", 3), ("again", 3), ("other", 4)):
+        run_train([TINY_YAML, "--strategy", "random_init", "--seed", seed, "--output_dir", tmp_path / name,
+                   "--report_to", "none"])
+    first, again, other = (export_weights(tmp_path / name / "export") for name in ("first", "again", "other"))
+    assert_same_weights(first, again)
+    assert any(not torch.equal(first[name], other[name]) for name in first)
+    assert not (tmp_path / "first" / "checkpoints").exists()
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+def resume_arguments(dataset, output_dir, *extra):
+    # 12 windows, batch 4 -> 3 batches per epoch; 2 batches per step: steps cross epochs and resume mid-epoch.
+    return base_arguments(dataset, output_dir, "--max_steps", 8, "--per_device_batch_size", 4,
+                          "--max_train_windows", 12, "--gradient_accumulation_steps", 2, "--save_steps", 2,
+                          "--save_total_limit", 2, *extra)
+
+
+def test_crash_mid_save_then_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    import train
+
+    straight = tmp_path / "straight"
+    run_train(resume_arguments(tiny_dataset, straight, "--report_to", "tensorboard"))
+    straight_log = read_log(straight / "train_log.jsonl")
+    assert [entry["step"] for entry in straight_log] == list(range(1, 9))
+    assert sorted(path.name for path in (straight / "checkpoints").iterdir()) == ["checkpoint-6", "checkpoint-8"]
+    assert list((straight / "tensorboard").rglob("events.out.tfevents*"))
+
+    # Crash while writing checkpoint-6: Accelerate's files are written, trainer_state.json and the rename are not.
+    interrupted = tmp_path / "interrupted"
+    original_save_state = Accelerator.save_state
+
+    def save_state_then_crash(self, output_dir=None, **kwargs):
+        result = original_save_state(self, output_dir, **kwargs)
+        if Path(output_dir).name.endswith("-6"):
+            raise KeyboardInterrupt("simulated crash mid-save")
+        return result
+
+    monkeypatch.setattr(Accelerator, "save_state", save_state_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(resume_arguments(tiny_dataset, interrupted))
+    monkeypatch.setattr(Accelerator, "save_state", original_save_state)
+    checkpoints = interrupted / "checkpoints"
+    assert (checkpoints / ".tmp-checkpoint-6").is_dir()
+    assert [path.name for path in train.list_checkpoints(checkpoints)] == ["checkpoint-2", "checkpoint-4"]
+    assert len(read_log(interrupted / "train_log.jsonl")) == 6  # steps 5 and 6 ran past the last good checkpoint
+
+    with pytest.raises(FileExistsError, match="resume_from_checkpoint"):
+        run_train(resume_arguments(tiny_dataset, interrupted))
+    run_train(resume_arguments(tiny_dataset, interrupted, "--resume_from_checkpoint", "latest"))
+    assert not (checkpoints / ".tmp-checkpoint-6").exists()
+    resumed_log = read_log(interrupted / "train_log.jsonl")
+    assert [entry["step"] for entry in resumed_log] == list(range(1, 9))
+    assert [entry["loss"] for entry in resumed_log] == [entry["loss"] for entry in straight_log]
+    assert [entry["loss_per_modality"] for entry in resumed_log] == [entry["loss_per_modality"] for entry in straight_log]
+    assert_same_weights(export_weights(straight / "export"), export_weights(interrupted / "export"))
+
+    # An explicit checkpoint path works as well (from step 4 again, same result).
+    run_train(resume_arguments(tiny_dataset, interrupted, "--resume_from_checkpoint", checkpoints / "checkpoint-6"))
+    assert [entry["loss"] for entry in read_log(interrupted / "train_log.jsonl")] == [e["loss"] for e in straight_log]
+
+
+def test_non_finite_loss_stops_naming_the_step_after_saving_the_last_good_state(tiny_dataset, tmp_path, monkeypatch):
+    from modeling_physiomae.modeling_physiomae import PhysioMAEForPreTraining
+
+    import train
+
+    original_forward = PhysioMAEForPreTraining.forward
+    calls = {"count": 0}
+
+    def forward_turning_nan(self, *args, **kwargs):
+        outputs = original_forward(self, *args, **kwargs)
+        calls["count"] += 1
+        if calls["count"] >= 3:
+            outputs.loss = outputs.loss * float("nan")
+        return outputs
+
+    monkeypatch.setattr(PhysioMAEForPreTraining, "forward", forward_turning_nan)
+    output_dir = tmp_path / "nan"
+    with pytest.raises(train.NonFiniteLossError, match=r"at step 3\b") as error_info:
+        run_train(base_arguments(tiny_dataset, output_dir, "--max_steps", 10, "--per_device_batch_size", 4,
+                                 "--save_steps", 0))
+    assert "checkpoint-2" in str(error_info.value)
+    state = json.loads((output_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert [entry["step"] for entry in read_log(output_dir / "train_log.jsonl")] == [1, 2]
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_dataset, tmp_path):
+    output_dir = tmp_path / "signal"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO_ROOT / "train.py"),
+               *map(str, base_arguments(tiny_dataset, output_dir, "--max_steps", 100000, "--per_device_batch_size", 2,
+                                        "--save_steps", 0))]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_path = output_dir / "train_log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if log_path.is_file() and len(log_path.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, output[-3000:]
+    assert "SIGTERM" in output and "resume_from_checkpoint latest" in output
+    assert "Traceback" not in output
+    import train
+
+    checkpoints = train.list_checkpoints(output_dir / "checkpoints")
+    assert len(checkpoints) == 1
+    state = json.loads((checkpoints[0] / "trainer_state.json").read_text())
+    assert state["global_step"] == read_log(log_path)[-1]["step"] >= 2
+
+
+# ----------------------------------------------------------------------------------------- data
+def test_streaming_trains_from_an_iterable_dataset(tiny_dataset, tmp_path):
+    output_dir = tmp_path / "streaming"
+    run_train(base_arguments(tiny_dataset, output_dir, "--streaming", "--streaming_num_shards", 4, "--max_steps", 4,
+                             "--per_device_batch_size", 4, "--shuffle_buffer_size", 8, "--save_steps", 0,
+                             "--log_sample_ids"))
+    log = read_log(output_dir / "train_log.jsonl")
+    assert [entry["step"] for entry in log] == [1, 2, 3, 4] and all(math.isfinite(e["loss"]) for e in log)
+    steps = [entry for entry in read_log(output_dir / "sample_ids" / "rank_0.jsonl") if "sample_ids" in entry]
+    assert all(len(entry["sample_ids"][0]) == 4 for entry in steps)
+    assert (output_dir / "export" / "model.safetensors").is_file()
+
+
+def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path):
+    output_dir = tmp_path / "ddp"
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(REPO_ROOT / "train.py"),
+               *map(str, base_arguments(tiny_dataset, output_dir, "--max_steps", 3, "--per_device_batch_size", 4,
+                                        "--save_steps", 0, "--log_sample_ids"))]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+    per_rank = {rank: read_log(output_dir / "sample_ids" / f"rank_{rank}.jsonl") for rank in (0, 1)}
+    checksums = {rank: [e["parameter_checksum"] for e in entries if "parameter_checksum" in e] for rank, entries in per_rank.items()}
+    assert len(checksums[0]) == 1 and checksums[0] == checksums[1], "the two ranks ended with different weights"
+    steps = {rank: [e for e in entries if "sample_ids" in e] for rank, entries in per_rank.items()}
+    assert [e["step"] for e in steps[0]] == [e["step"] for e in steps[1]] == [1, 2, 3]
+    for step_rank0, step_rank1 in zip(steps[0], steps[1]):
+        ids_rank0 = {sample for batch in step_rank0["sample_ids"] for sample in batch}
+        ids_rank1 = {sample for batch in step_rank1["sample_ids"] for sample in batch}
+        assert len(ids_rank0) == len(ids_rank1) == 4
+        assert not ids_rank0 & ids_rank1, f"both ranks trained on {ids_rank0 & ids_rank1} at step {step_rank0['step']}"
+    log = read_log(output_dir / "train_log.jsonl")
+    assert len(log) == 3 and json.loads((output_dir / "run_args.json").read_text())["num_processes"] == 2
+    assert (output_dir / "export" / "model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------------------- export and push
+LOAD_SCRIPT = r"""
+import json, sys
+sys.modules["modeling_physiomae"] = None  # our package must not be importable here: only the Hub copy
+sys.modules["dataset_scripts"] = None
+import torch
+from transformers import AutoFeatureExtractor, AutoModel
+folder, inputs_path, output_path = sys.argv[1:4]
+model, info = AutoModel.from_pretrained(folder, trust_remote_code=True, output_loading_info=True)
+extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+inputs = torch.load(inputs_path)
+with torch.no_grad():
+    pooled = model(input_values=inputs["input_values"], modality_mask=inputs["modality_mask"]).pooler_output
+torch.save(pooled, output_path)
+print(json.dumps({"model_module": type(model).__module__, "extractor_module": type(extractor).__module__,
+                  "missing": list(info["missing_keys"]), "modalities": list(model.config.modalities)}))
+"""
+
+
+def test_export_loads_with_trust_remote_code_in_a_fresh_process(tiny_dataset, tmp_path):
+    from modeling_physiomae import PhysioMAEModel
+
+    output_dir = tmp_path / "trained"
+    run_train(base_arguments(tiny_dataset, output_dir, "--max_steps", 3, "--per_device_batch_size", 4,
+                             "--save_steps", 0))
+    folder = output_dir / "export"
+    inputs = {"input_values": torch.from_numpy(synthetic_windows(2, seed=9).astype(np.float32)),
+              "modality_mask": torch.tensor([[True] * 6, [True, True, False, True, True, True]])}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    with torch.no_grad():
+        expected = PhysioMAEModel.from_pretrained(str(folder)).eval()(**inputs).pooler_output
+
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment.update(HF_HOME=str(tmp_path / "fresh-hf-home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(folder), str(tmp_path / "inputs.pt"),
+                             str(tmp_path / "pooled.pt")], cwd=workdir, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["model_module"].startswith("transformers_modules"), report
+    assert report["extractor_module"].startswith("transformers_modules"), report
+    assert report["missing"] == [] and len(report["modalities"]) == 6
+    torch.testing.assert_close(torch.load(tmp_path / "pooled.pt"), expected)
+
+
+class FakeHfApi:
+    """Records the calls train.py makes through huggingface_hub.HfApi."""
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        self.calls.append(("upload_folder", repo_id, {"folder_path": folder_path,
+                                                      "files": sorted(os.listdir(folder_path)), **kwargs}))
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+
+def test_push_to_hub_goes_through_hf_api_and_offline_fails_after_export(tmp_path):
+    import train
+
+    api = FakeHfApi()
+    output_dir = tmp_path / "pushed"
+    run_train([TINY_YAML, "--strategy", "random_init", "--output_dir", output_dir, "--report_to", "none",
+               "--push_to_hub", "--hub_model_id", "physiomae-org/tiny-random", "--hub_private"], hub_api=api)
+    assert [call[0] for call in api.calls] == ["create_repo", "upload_folder"]
+    create, upload = api.calls
+    assert create[1] == upload[1] == "physiomae-org/tiny-random" and create[2].get("private") is True
+    assert Path(upload[2]["folder_path"]).resolve() == (output_dir / "export").resolve()
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+                 "modeling_physiomae.py", "configuration_physiomae.py", "feature_extraction_physiomae.py"):
+        assert name in upload[2]["files"]
+
+    offline_dir = tmp_path / "offline"
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by conftest
+    with pytest.raises(train.PushToHubError, match="export in .* is complete") as error_info:
+        run_train([TINY_YAML, "--strategy", "random_init", "--output_dir", offline_dir, "--report_to", "none",
+                   "--push_to_hub", "--hub_model_id", "physiomae-org/tiny-random"])
+    assert "HF_HUB_OFFLINE" in str(error_info.value)
+    assert (offline_dir / "export" / "model.safetensors").is_file()
+    assert (offline_dir / "export" / "config.json").is_file()

@@ -1,0 +1,1308 @@
+#!/usr/bin/env python
+"""Pretrain PhysioMAE with Accelerate: every strategy of DESIGN.md, exact resume, export and push.
+
+Usage::
+
+    python train.py configs/tiny.yaml --output_dir outputs/tiny --max_steps 200
+    accelerate launch train.py configs/base.yaml --output_dir outputs/base --dataset_dir data/physionet2018/dataset
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 train.py configs/tiny.yaml --output_dir outputs/ddp
+
+The optional first argument is a YAML file whose keys are the field names of the argument dataclasses
+below; its values become the defaults and the command line overrides them. `python train.py --help`
+lists every field.
+
+Output layout of a run (OUTPUT = --output_dir)::
+
+    OUTPUT/run_args.json                      every argument of the run (token redacted), written at start
+    OUTPUT/train_log.jsonl                    one JSON line per logged step
+    OUTPUT/loss_curves.png                    loss (overall and per modality) and learning rate
+    OUTPUT/checkpoints/checkpoint-STEP/       Accelerate state + trainer_state.json + rank_state_R.pt
+    OUTPUT/export/                            the Hub-format model folder (save_for_hub)
+    OUTPUT/tensorboard/                       TensorBoard events (when tensorboard is installed)
+
+`mae_unimodal` trains one model per modality: each has its own run folder OUTPUT/unimodal/<modality>/
+(checkpoints, train_log.jsonl) and its export in OUTPUT/export/<modality>/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Optional
+
+import torch
+
+logger = logging.getLogger("physiomae.train")
+
+STRATEGIES = (
+    "mae_modality_drop",
+    "mae",
+    "mae_unimodal",
+    "contrastive_pairwise",
+    "contrastive_loo",
+    "random_init",
+)
+CHECKPOINT_PREFIX = "checkpoint-"
+TMP_CHECKPOINT_PREFIX = ".tmp-checkpoint-"
+OLD_CHECKPOINT_PREFIX = ".old-checkpoint-"
+TRAINER_STATE_NAME = "trainer_state.json"
+RANK_STATE_PATTERN = "rank_state_{rank}.pt"
+EXPORT_COMPLETE_MARKER = "config.json"
+
+
+# ----------------------------------------------------------------------------------------- arguments
+@dataclass
+class ModelArguments:
+    """Which model to build: a starting configuration plus size/behaviour overrides (None = keep)."""
+
+    config_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "A folder or config.json holding a PhysioMAEConfig to start from (default: PhysioMAEConfig())."},
+    )
+    config_overrides: Optional[str] = field(
+        default=None,
+        metadata={"help": "Comma-separated key=value overrides of any config field, e.g. 'mask_ratio=0.6,fusion=early'."},
+    )
+    hidden_size: Optional[int] = field(default=None, metadata={"help": "Encoder width."})
+    num_hidden_layers: Optional[int] = field(default=None, metadata={"help": "Encoder depth."})
+    num_attention_heads: Optional[int] = field(default=None, metadata={"help": "Encoder attention heads."})
+    intermediate_size: Optional[int] = field(default=None, metadata={"help": "Encoder MLP width (default 4x hidden)."})
+    decoder_hidden_size: Optional[int] = field(default=None, metadata={"help": "Decoder width."})
+    decoder_num_hidden_layers: Optional[int] = field(default=None, metadata={"help": "Decoder depth."})
+    decoder_num_attention_heads: Optional[int] = field(default=None, metadata={"help": "Decoder attention heads."})
+    decoder_intermediate_size: Optional[int] = field(default=None, metadata={"help": "Decoder MLP width."})
+    tokenizer_conv_channels: Optional[int] = field(default=None, metadata={"help": "Channels of the patch tokenizer convolution."})
+    mask_ratio: Optional[float] = field(default=None, metadata={"help": "Share of present tokens hidden from the encoder."})
+    modality_dropout_prob: Optional[float] = field(
+        default=None, metadata={"help": "Input modality dropout probability (mae_modality_drop only; mae forces 0)."}
+    )
+    modality_dropout_mode: Optional[str] = field(default=None, metadata={"help": "'batch' or 'sample'."})
+    pooling: Optional[str] = field(default=None, metadata={"help": "'mean' or 'per_modality'."})
+    norm_patch_loss: Optional[bool] = field(default=None, metadata={"help": "Reconstruct per-patch normalised targets."})
+    hidden_dropout_prob: Optional[float] = field(default=None, metadata={"help": "Residual dropout."})
+    attention_probs_dropout_prob: Optional[float] = field(default=None, metadata={"help": "Attention dropout."})
+    projection_dim: Optional[int] = field(default=None, metadata={"help": "Contrastive projection width."})
+    contrastive_temperature: Optional[float] = field(default=None, metadata={"help": "Initial InfoNCE temperature."})
+
+
+@dataclass
+class DataArguments:
+    """Where the windows come from: a saved builder output, or a raw challenge folder that is built first."""
+
+    dataset_dir: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Output of `python -m dataset_scripts.physionet2018 build` (the save_to_disk folder, or the "
+            "build output folder that holds it as dataset/)."
+        },
+    )
+    data_dir: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Raw challenge-layout folder (training/, test/, age-sex.csv). Built with the dataset builder into "
+            "--dataset_dir (default OUTPUT/data) first; an existing build there is reused."
+        },
+    )
+    split: str = field(default="pretrain", metadata={"help": "Split to pretrain on (falls back to probe_train when absent)."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream the split as an IterableDataset (sharded per process); requires --max_steps."},
+    )
+    streaming_num_shards: int = field(default=16, metadata={"help": "Shards of the streamed dataset (>= processes x workers)."})
+    shuffle_buffer_size: int = field(default=2048, metadata={"help": "Shuffle buffer of the streamed dataset."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per training process."})
+    max_train_windows: Optional[int] = field(default=None, metadata={"help": "Use only the first N windows (quick runs)."})
+    dataloader_drop_last: bool = field(default=False, metadata={"help": "Drop the last incomplete batch of each epoch."})
+
+
+@dataclass
+class PretrainingArguments:
+    """How to train: strategy, optimisation, precision, logging, checkpoints and Hub export."""
+
+    output_dir: Optional[str] = field(default=None, metadata={"help": "Run folder (required, on the command line or in YAML)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start afresh even if OUTPUT already holds checkpoints (they are deleted)."}
+    )
+    strategy: Literal[STRATEGIES] = field(default="mae_modality_drop", metadata={"help": "Pretraining strategy."})
+    modalities: Optional[list[str]] = field(
+        default=None,
+        metadata={"help": "Restrict the model to these modalities (mae_unimodal: train one model for each of them)."},
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of the initialisation, data order and masking generators."})
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps to train; overrides num_epochs when > 0."})
+    num_epochs: int = field(default=1, metadata={"help": "Epochs to train when max_steps <= 0."})
+    per_device_batch_size: int = field(default=32, metadata={"help": "Windows per batch per process."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of the steps spent in linear warmup."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (<= 0: off)."})
+    mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "Accelerate mixed precision."})
+    logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps (and the first and last)."})
+    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
+    save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
+    resume_from_checkpoint: Optional[str] = field(
+        default=None, metadata={"help": "'latest' or a checkpoint folder to continue from."}
+    )
+    report_to: Literal["auto", "tensorboard", "none"] = field(
+        default="auto", metadata={"help": "Tracker: 'auto' = TensorBoard when installed."}
+    )
+    disable_tqdm: bool = field(default=False, metadata={"help": "Hide the progress bar."})
+    log_sample_ids: bool = field(
+        default=False,
+        metadata={"help": "Per-process diagnostics in sample_ids/rank_R.jsonl: the record:window ids of every step and a "
+                  "checksum of the final weights."},
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the export folder with huggingface_hub.HfApi."})
+    hub_model_id: Optional[str] = field(default=None, metadata={"help": "ORG/NAME of the Hub repo."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    hub_token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN / cached login)."})
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, PretrainingArguments)
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped early on purpose (a signal); a checkpoint was saved."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the last good state was saved before stopping."""
+
+
+class PushToHubError(RuntimeError):
+    """The upload failed after the local export completed."""
+
+
+def build_argument_parser():
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser.prog = "train.py"
+    parser.usage = "train.py [CONFIG.yaml] [--field value ...]"
+    parser.description = (
+        "Pretrain PhysioMAE. An optional first positional argument names a YAML file whose keys are the field "
+        "names below; its values become defaults and command-line flags override them."
+    )
+    return parser
+
+
+def load_yaml_defaults(yaml_path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config and check that every key is a field of the argument dataclasses."""
+    import yaml
+
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with open(path) as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
+    known = {item.name for cls in ARGUMENT_CLASSES for item in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; valid keys are the fields listed by `train.py --help`")
+    return values
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+    """YAML (optional first argument) gives defaults, the command line wins."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_argument_parser()
+    if argv and argv[0].endswith((".yaml", ".yml")) and not argv[0].startswith("-"):
+        parser.set_defaults(**load_yaml_defaults(argv.pop(0)))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    validate_arguments(model_args, data_args, training_args)
+    return model_args, data_args, training_args
+
+
+def validate_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments) -> None:
+    if not training_args.output_dir:
+        raise ValueError("--output_dir is required (on the command line or as output_dir in the YAML file)")
+    if training_args.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {STRATEGIES}, got {training_args.strategy!r}")
+    if training_args.strategy != "random_init" and not (data_args.dataset_dir or data_args.data_dir):
+        raise ValueError("give --dataset_dir (a built dataset) or --data_dir (a raw challenge folder to build)")
+    if training_args.per_device_batch_size < 1 or training_args.gradient_accumulation_steps < 1:
+        raise ValueError("--per_device_batch_size and --gradient_accumulation_steps must be >= 1")
+    if training_args.max_steps <= 0 and training_args.num_epochs < 1:
+        raise ValueError("set --max_steps > 0 or --num_epochs >= 1")
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps > 0 (a streamed dataset has no length to count epochs from)")
+    if training_args.push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
+    if not 0.0 <= training_args.warmup_ratio < 1.0:
+        raise ValueError(f"--warmup_ratio must lie in [0, 1), got {training_args.warmup_ratio}")
+
+
+# ----------------------------------------------------------------------------------------- model config
+def build_model_config(model_args: ModelArguments, training_args: PretrainingArguments):
+    """The base PhysioMAEConfig of the run: start config + overrides + what the strategy requires."""
+    from modeling_physiomae.configuration_physiomae import PhysioMAEConfig
+
+    if model_args.config_name:
+        config = PhysioMAEConfig.from_pretrained(model_args.config_name)
+    else:
+        config = PhysioMAEConfig()
+    for item in dataclasses.fields(ModelArguments):
+        if item.name in ("config_name", "config_overrides"):
+            continue
+        value = getattr(model_args, item.name)
+        if value is not None:
+            setattr(config, item.name, value)
+    if model_args.config_overrides:
+        config.update_from_string(model_args.config_overrides)
+
+    if training_args.modalities:
+        unknown = [name for name in training_args.modalities if name not in config.modalities]
+        if unknown:
+            raise ValueError(f"--modalities {unknown} are not in the model's modalities {config.modality_names}")
+        config.modalities = {name: list(config.modalities[name]) for name in training_args.modalities}
+
+    strategy = training_args.strategy
+    if strategy == "mae":
+        config.modality_dropout_prob = 0.0
+    elif strategy == "mae_modality_drop":
+        if config.modality_dropout_prob <= 0:
+            raise ValueError("strategy mae_modality_drop needs modality_dropout_prob > 0 (use strategy mae for 0)")
+        if config.num_modalities < 2:
+            raise ValueError("strategy mae_modality_drop needs at least two modalities")
+    elif strategy.startswith("contrastive_"):
+        config.fusion = "late"
+        config.contrastive_loss = strategy.split("_", 1)[1]
+        if config.num_modalities < 2:
+            raise ValueError(f"strategy {strategy} needs at least two modalities")
+    revalidate_config(config)
+    return config
+
+
+def revalidate_config(config) -> None:
+    validate = getattr(config, "_validate", None)
+    if callable(validate):
+        validate()
+
+
+def unimodal_config(config, modality: str):
+    """A copy of `config` holding only `modality` (and no modality dropout: nothing would be left)."""
+    single = copy.deepcopy(config)
+    single.modalities = {modality: list(config.modalities[modality])}
+    single.modality_dropout_prob = 0.0
+    revalidate_config(single)
+    return single
+
+
+def model_class_for(strategy: str):
+    from modeling_physiomae.modeling_physiomae import PhysioMAEForContrastivePreTraining, PhysioMAEForPreTraining
+
+    return PhysioMAEForContrastivePreTraining if strategy.startswith("contrastive_") else PhysioMAEForPreTraining
+
+
+# ----------------------------------------------------------------------------------------- data
+def resolve_dataset_dir(data_args: DataArguments, output_dir: Path, accelerator) -> Path:
+    """The save_to_disk folder of the dataset; builds it from --data_dir first when asked to."""
+    if data_args.data_dir:
+        build_root = Path(data_args.dataset_dir) if data_args.dataset_dir else output_dir / "data"
+        target = build_root / "dataset"
+        if accelerator.is_main_process:
+            if is_saved_dataset(target):
+                logger.info("reusing the dataset already built in %s", target)
+            else:
+                build_dataset(Path(data_args.data_dir), build_root)
+        accelerator.wait_for_everyone()
+        return target
+    candidate = Path(data_args.dataset_dir)
+    if is_saved_dataset(candidate):
+        return candidate
+    if is_saved_dataset(candidate / "dataset"):
+        return candidate / "dataset"
+    raise FileNotFoundError(
+        f"--dataset_dir {candidate} holds no dataset saved with save_to_disk (looked for dataset_dict.json / "
+        f"dataset_info.json in it and in {candidate / 'dataset'})"
+    )
+
+
+def is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
+
+
+def build_dataset(data_dir: Path, build_root: Path) -> None:
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"--data_dir {data_dir} is not a folder")
+    command = [sys.executable, "-m", "dataset_scripts.physionet2018", "build", "--data_dir", str(data_dir),
+               "--output_dir", str(build_root)]
+    logger.info("building the dataset: %s", " ".join(command))
+    repo_root = str(Path(__file__).resolve().parent)
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run(command, env=environment)
+    if result.returncode != 0:
+        raise RuntimeError(f"the dataset builder failed (exit {result.returncode}) on {data_dir}")
+
+
+def load_split(dataset_dir: Path, split: str):
+    """The requested split of a saved DatasetDict (probe_train when `split` is absent)."""
+    import datasets
+
+    loaded = datasets.load_from_disk(str(dataset_dir))
+    if isinstance(loaded, datasets.Dataset):
+        logger.info("%s holds a single Dataset; using it as split %s", dataset_dir, split)
+        return loaded
+    if split in loaded:
+        return loaded[split]
+    for fallback in ("probe_train", "train"):
+        if fallback in loaded:
+            logger.warning("split %r is absent from %s (splits: %s); falling back to %r", split, dataset_dir,
+                           list(loaded), fallback)
+            return loaded[fallback]
+    raise KeyError(f"split {split!r} is absent from {dataset_dir}; available splits: {list(loaded)}")
+
+
+def dataset_layout(dataset) -> tuple[list[str], list[str]]:
+    """Channel and modality names of the dataset's `input_values` / `modality_mask` axes.
+
+    The builder writes windows in the default PhysioMAEConfig channel order; a dataset may record other names
+    in its info metadata (`channel_names`, `modality_names` in `info.description` JSON).
+    """
+    from modeling_physiomae.configuration_physiomae import PhysioMAEConfig
+
+    default = PhysioMAEConfig()
+    channel_names, modality_names = default.channel_names, default.modality_names
+    description = getattr(getattr(dataset, "info", None), "description", None) or ""
+    try:
+        metadata = json.loads(description) if description.strip().startswith("{") else {}
+    except json.JSONDecodeError:
+        metadata = {}
+    channel_names = metadata.get("channel_names", channel_names)
+    modality_names = metadata.get("modality_names", modality_names)
+    return list(channel_names), list(modality_names)
+
+
+class WindowCollator:
+    """Stacks rows into a batch in the model's channel order (selected by channel name from the dataset's).
+
+    Returns `input_values` float32 (batch, model_channels, window_length), `modality_mask` bool
+    (batch, model_modalities) and `sample_ids` (list of "record:window").
+    """
+
+    def __init__(self, config, dataset_channel_names: list[str], dataset_modality_names: list[str]):
+        lowered = [name.lower() for name in dataset_channel_names]
+        missing = [name for name in config.channel_names if name.lower() not in lowered]
+        if missing:
+            raise ValueError(f"model channels {missing} are not in the dataset's channels {dataset_channel_names}")
+        self.channel_index = torch.tensor([lowered.index(name.lower()) for name in config.channel_names])
+        self.identity_channels = self.channel_index.tolist() == list(range(len(dataset_channel_names)))
+        # For each model modality: the dataset modality of the same name, or (by channels) None.
+        self.modality_source = [
+            dataset_modality_names.index(name) if name in dataset_modality_names else None
+            for name in config.modality_names
+        ]
+        self.modality_channel_index = [
+            self.channel_index[config.modality_channel_slices[name]] for name in config.modality_names
+        ]
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        input_values = torch.stack([torch.as_tensor(row["input_values"]) for row in rows])
+        # (batch, dataset_channels, window_length) -> (batch, model_channels, window_length)
+        if not self.identity_channels:
+            input_values = input_values.index_select(1, self.channel_index)
+        input_values = input_values.float()
+        modality_mask = torch.stack([self.row_modality_mask(row) for row in rows])
+        sample_ids = [f"{row.get('record', '?')}:{int(row.get('window', -1))}" for row in rows]
+        return {"input_values": input_values, "modality_mask": modality_mask, "sample_ids": sample_ids}
+
+    def row_modality_mask(self, row: dict[str, Any]) -> torch.Tensor:
+        dataset_mask = torch.as_tensor(row["modality_mask"]).bool()
+        channel_mask = torch.as_tensor(row["channel_mask"]).bool() if "channel_mask" in row else None
+        present = []
+        for source, channel_index in zip(self.modality_source, self.modality_channel_index):
+            if source is not None:
+                present.append(bool(dataset_mask[source]))
+            elif channel_mask is not None:
+                present.append(bool(channel_mask[channel_index].any()))
+            else:
+                present.append(True)
+        return torch.tensor(present, dtype=torch.bool)
+
+
+def usable_row_indices(dataset, collator: WindowCollator) -> list[int] | None:
+    """Rows with at least one of the model's modalities present (None: all rows usable)."""
+    import numpy as np
+
+    modality_mask = np.asarray(dataset.with_format("numpy")["modality_mask"], dtype=bool)
+    columns = [source for source in collator.modality_source if source is not None]
+    if len(columns) != len(collator.modality_source):
+        return None  # modalities defined by channel only: leave every row in, the model sees the mask
+    keep = modality_mask[:, columns].any(axis=1)
+    if keep.all():
+        return None
+    return np.flatnonzero(keep).tolist()
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A random permutation of the rows that depends only on (seed, epoch): identical in every process and
+    reproducible after a resume. Accelerate shards its batches across processes and calls `set_epoch`."""
+
+    def __init__(self, num_rows: int, seed: int):
+        self.num_rows = num_rows
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_rows, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+
+@dataclass
+class TrainingData:
+    """The dataloader of a run and how to position it at (epoch, batch)."""
+
+    dataloader: Any
+    batches_per_epoch: Optional[int]  # None when streaming
+    num_rows: Optional[int]
+    streaming: bool
+    streamed_dataset: Any = None
+    dropped_rows: int = 0
+
+
+def build_training_data(split_dataset, config, data_args: DataArguments, training_args: PretrainingArguments,
+                        accelerator) -> TrainingData:
+    dataset_channels, dataset_modalities = dataset_layout(split_dataset)
+    collator = WindowCollator(config, dataset_channels, dataset_modalities)
+    if data_args.max_train_windows:
+        split_dataset = split_dataset.select(range(min(data_args.max_train_windows, len(split_dataset))))
+    columns = [name for name in ("input_values", "modality_mask", "channel_mask", "record", "window")
+               if name in split_dataset.column_names]
+    missing = {"input_values", "modality_mask"} - set(columns)
+    if missing:
+        raise ValueError(f"the dataset lacks the columns {sorted(missing)} (has {split_dataset.column_names})")
+    split_dataset = split_dataset.select_columns(columns)
+    keep = usable_row_indices(split_dataset, collator)
+    dropped = 0
+    if keep is not None:
+        dropped = len(split_dataset) - len(keep)
+        logger.warning("skipping %d of %d windows: none of the model's modalities %s is present", dropped,
+                       len(split_dataset), config.modality_names)
+        split_dataset = split_dataset.select(keep, keep_in_memory=True)
+    if len(split_dataset) == 0:
+        raise ValueError(f"no usable windows for modalities {config.modality_names}")
+
+    if data_args.streaming:
+        from datasets.distributed import split_dataset_by_node
+
+        num_shards = max(data_args.streaming_num_shards, accelerator.num_processes * max(1, data_args.num_workers))
+        num_shards = min(num_shards, len(split_dataset))
+        streamed = split_dataset.to_iterable_dataset(num_shards=num_shards).with_format("torch")
+        streamed = streamed.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+        streamed = split_dataset_by_node(streamed, rank=accelerator.process_index, world_size=accelerator.num_processes)
+        # Sharded by split_dataset_by_node already: the loader is not prepared (no second sharding),
+        # batches are moved to the device by the training loop.
+        dataloader = torch.utils.data.DataLoader(
+            streamed, batch_size=training_args.per_device_batch_size, collate_fn=collator,
+            num_workers=data_args.num_workers, drop_last=data_args.dataloader_drop_last,
+        )
+        return TrainingData(dataloader, None, None, True, streamed, dropped)
+
+    dataset = split_dataset.with_format("torch")
+    sampler = EpochShuffleSampler(len(dataset), training_args.seed)
+    dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=training_args.per_device_batch_size, sampler=sampler, collate_fn=collator,
+        num_workers=data_args.num_workers, drop_last=data_args.dataloader_drop_last,
+        persistent_workers=data_args.num_workers > 0,
+    )
+    dataloader = accelerator.prepare(dataloader)
+    if len(dataloader) == 0:
+        raise ValueError(
+            f"{len(dataset)} windows give no batch of {training_args.per_device_batch_size} per process "
+            f"(drop_last={data_args.dataloader_drop_last}, processes={accelerator.num_processes})"
+        )
+    return TrainingData(dataloader, len(dataloader), len(dataset), False, None, dropped)
+
+
+def iterate_batches(data: TrainingData, accelerator, start_epoch: int, start_batch: int):
+    """Yields (epoch, batch_index_in_epoch, batch) forever, starting at (start_epoch, start_batch)."""
+    epoch, skip = start_epoch, start_batch
+    while True:
+        if data.streaming:
+            data.streamed_dataset.set_epoch(epoch)
+            loader = accelerator.skip_first_batches(data.dataloader, skip) if skip else data.dataloader
+        else:
+            data.dataloader.set_epoch(epoch)
+            if skip >= data.batches_per_epoch:
+                epoch, skip = epoch + 1, 0
+                continue
+            loader = accelerator.skip_first_batches(data.dataloader, skip) if skip else data.dataloader
+        produced = False
+        for offset, batch in enumerate(loader):
+            produced = True
+            yield epoch, skip + offset, batch
+        if not produced and skip == 0:
+            raise RuntimeError(f"the dataloader of process {accelerator.process_index} yielded no batch in epoch {epoch}")
+        epoch, skip = epoch + 1, 0
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+def checkpoint_step(path: Path) -> int | None:
+    match = re.fullmatch(re.escape(CHECKPOINT_PREFIX) + r"(\d+)", path.name)
+    return int(match.group(1)) if match else None
+
+
+def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Complete checkpoints (they hold trainer_state.json, written last), oldest first."""
+    if not checkpoints_dir.is_dir():
+        return []
+    found = [path for path in checkpoints_dir.iterdir()
+             if path.is_dir() and checkpoint_step(path) is not None and (path / TRAINER_STATE_NAME).is_file()]
+    return sorted(found, key=checkpoint_step)
+
+
+def recover_checkpoint_dir(checkpoints_dir: Path) -> None:
+    """Clean what an interrupted save left behind (main process, at start).
+
+    `.tmp-checkpoint-N` is an unfinished save: deleted. `.old-checkpoint-N` is a good checkpoint that was being
+    replaced: restored when the replacement never landed, deleted otherwise.
+    """
+    if not checkpoints_dir.is_dir():
+        return
+    for path in sorted(checkpoints_dir.iterdir()):
+        if path.name.startswith(TMP_CHECKPOINT_PREFIX):
+            logger.warning("removing the unfinished checkpoint %s left by an interrupted save", path)
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(OLD_CHECKPOINT_PREFIX):
+            final = checkpoints_dir / (CHECKPOINT_PREFIX + path.name[len(OLD_CHECKPOINT_PREFIX):])
+            if (final / TRAINER_STATE_NAME).is_file():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(path, final)
+                logger.warning("restored %s from an interrupted replacement", final)
+
+
+def resolve_resume_path(resume: str | None, checkpoints_dir: Path) -> Path | None:
+    if not resume:
+        return None
+    if resume == "latest":
+        checkpoints = list_checkpoints(checkpoints_dir)
+        if not checkpoints:
+            logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting from scratch", checkpoints_dir)
+            return None
+        return checkpoints[-1]
+    path = Path(resume)
+    if not (path / TRAINER_STATE_NAME).is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint {path} is not a complete checkpoint (no {TRAINER_STATE_NAME})")
+    return path
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+# ----------------------------------------------------------------------------------------- the run
+@dataclass
+class RunPaths:
+    """Where one trained model's files go."""
+
+    run_dir: Path
+    checkpoints_dir: Path
+    log_path: Path
+    export_dir: Path
+    sample_ids_dir: Path
+
+
+@dataclass
+class StepRecord:
+    """What one optimizer step measured, reduced over processes and accumulated batches."""
+
+    loss: float
+    loss_per_modality: dict[str, float | None]
+    windows: int
+    non_finite: bool
+    stop_signal: int
+
+
+class SignalCatcher:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (a second SIGINT interrupts at once)."""
+
+    def __init__(self):
+        self.received = 0
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.previous[signum] = signal.signal(signum, self.handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def handle(self, signum, frame):
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        logger.warning("received %s: saving a checkpoint after the current step, then stopping",
+                       signal.Signals(signum).name)
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+class PretrainingRun:
+    """Trains one model (one strategy, or one modality of mae_unimodal) with Accelerate."""
+
+    def __init__(self, accelerator, config, strategy: str, data: TrainingData | None, paths: RunPaths,
+                 training_args: PretrainingArguments, signals: SignalCatcher, tag: str = ""):
+        self.accelerator = accelerator
+        self.config = config
+        self.strategy = strategy
+        self.data = data
+        self.paths = paths
+        self.args = training_args
+        self.signals = signals
+        self.tag = tag
+        self.global_step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+
+    # -------------------------------------------------------------- setup
+    def total_steps(self) -> int:
+        if self.args.max_steps > 0:
+            return self.args.max_steps
+        per_epoch = math.ceil(self.data.batches_per_epoch / self.args.gradient_accumulation_steps)
+        return per_epoch * self.args.num_epochs
+
+    def build(self) -> None:
+        from accelerate.utils import set_seed
+        from transformers import get_cosine_schedule_with_warmup
+
+        set_seed(self.args.seed)
+        self.model = model_class_for(self.strategy)(self.config)
+        self.model_accepts_generator = "generator" in inspect.signature(self.model.forward).parameters
+        if self.strategy == "random_init":
+            return
+        decay, no_decay = [], []
+        for name, parameter in self.model.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            (no_decay if parameter.ndim < 2 or "norm" in name.lower() or "embedding" in name.lower() else decay).append(parameter)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
+        )
+        self.steps = self.total_steps()
+        scheduler = get_cosine_schedule_with_warmup(
+            optimizer, num_warmup_steps=int(round(self.args.warmup_ratio * self.steps)), num_training_steps=self.steps
+        )
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        # Masking / modality dropout randomness: one generator per process, never seeded inside the model.
+        self.generator = torch.Generator(device=self.accelerator.device)
+        self.generator.manual_seed(self.args.seed * 1000 + self.accelerator.process_index)
+
+    # -------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, generator_state: torch.Tensor | None = None) -> Path:
+        """Accelerate state into .tmp-checkpoint-STEP, then renamed to checkpoint-STEP (atomic)."""
+        accelerator = self.accelerator
+        final = self.paths.checkpoints_dir / f"{CHECKPOINT_PREFIX}{self.global_step}"
+        temporary = self.paths.checkpoints_dir / f"{TMP_CHECKPOINT_PREFIX}{self.global_step}"
+        if accelerator.is_main_process:
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(temporary))
+        torch.save(
+            {
+                "generator_state": (generator_state if generator_state is not None else self.generator.get_state()).cpu(),
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+            },
+            temporary / RANK_STATE_PATTERN.format(rank=accelerator.process_index),
+        )
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            write_json_atomic(temporary / TRAINER_STATE_NAME, {
+                "global_step": self.global_step,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "batches_per_epoch": self.data.batches_per_epoch,
+                "total_steps": self.steps,
+                "num_processes": accelerator.num_processes,
+                "per_device_batch_size": self.args.per_device_batch_size,
+                "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
+                "seed": self.args.seed,
+                "strategy": self.strategy,
+                "modalities": self.config.modality_names,
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            })
+            if final.exists():
+                old = self.paths.checkpoints_dir / f"{OLD_CHECKPOINT_PREFIX}{self.global_step}"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                os.replace(temporary, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(temporary, final)
+            self.rotate_checkpoints()
+            logger.info("saved checkpoint %s", final)
+        accelerator.wait_for_everyone()
+        return final
+
+    def rotate_checkpoints(self) -> None:
+        limit = self.args.save_total_limit
+        if not limit or limit <= 0:
+            return
+        for stale in list_checkpoints(self.paths.checkpoints_dir)[:-limit]:
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def load_checkpoint(self, checkpoint: Path) -> None:
+        accelerator = self.accelerator
+        state = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
+        accelerator.load_state(str(checkpoint))
+        self.global_step = int(state["global_step"])
+        layout_changed = (
+            state.get("num_processes") != accelerator.num_processes
+            or state.get("per_device_batch_size") != self.args.per_device_batch_size
+            or state.get("gradient_accumulation_steps") != self.args.gradient_accumulation_steps
+        )
+        rank_file = checkpoint / RANK_STATE_PATTERN.format(rank=accelerator.process_index)
+        if rank_file.is_file() and not layout_changed:
+            rank_state = torch.load(rank_file, map_location="cpu", weights_only=True)
+            self.generator.set_state(rank_state["generator_state"].to(self.generator.get_state().device))
+            self.epoch, self.batch_in_epoch = int(rank_state["epoch"]), int(rank_state["batch_in_epoch"])
+        else:
+            logger.warning(
+                "checkpoint %s was written with another process/batch layout: weights and optimizer are restored, the "
+                "data position restarts at the next epoch and masking is reseeded (the loss sequence will differ)",
+                checkpoint,
+            )
+            self.epoch, self.batch_in_epoch = int(state.get("epoch", 0)) + 1, 0
+            self.generator.manual_seed(self.args.seed * 1000 + accelerator.process_index + 7919 * self.global_step)
+        logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint, self.global_step, self.epoch,
+                    self.batch_in_epoch)
+
+    # -------------------------------------------------------------- logging
+    def truncate_log(self, keep_through_step: int) -> None:
+        """Drop log lines after the resumed step (they belong to the interrupted future)."""
+        if not self.paths.log_path.is_file():
+            return
+        kept = []
+        for line in self.paths.log_path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= keep_through_step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+        temporary = self.paths.log_path.with_suffix(".jsonl.tmp")
+        temporary.write_text("".join(line + "\n" for line in kept))
+        os.replace(temporary, self.paths.log_path)
+
+    # -------------------------------------------------------------- one step
+    def forward_batch(self, batch: dict[str, Any]):
+        device = self.accelerator.device
+        input_values = batch["input_values"].to(device, non_blocking=True)
+        modality_mask = batch["modality_mask"].to(device, non_blocking=True)
+        kwargs = {"generator": self.generator} if self.model_accepts_generator else {}
+        return self.model(input_values=input_values, modality_mask=modality_mask, **kwargs)
+
+    def optimizer_step(self, batches: Iterator) -> tuple[StepRecord, float | None, list[list[str]]]:
+        """One optimizer step over `gradient_accumulation_steps` batches; returns the reduced record."""
+        accelerator = self.accelerator
+        accumulation = self.args.gradient_accumulation_steps
+        names = self.config.modality_names
+        loss_sum = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+        modality_sum = torch.zeros(len(names), device=accelerator.device, dtype=torch.float64)
+        modality_count = torch.zeros(len(names), device=accelerator.device, dtype=torch.float64)
+        windows, non_finite, seen_ids = 0, False, []
+        self.model.train()
+        for micro_step in range(accumulation):
+            epoch, batch_index, batch = next(batches)
+            self.epoch = epoch
+            self.batch_in_epoch = batch_index + 1
+            seen_ids.append(batch["sample_ids"])
+            windows += batch["input_values"].shape[0]
+            last = micro_step == accumulation - 1
+            context = accelerator.no_sync(self.model) if not last else contextlib.nullcontext()
+            with context:
+                outputs = self.forward_batch(batch)
+                loss = outputs.loss
+                if not torch.isfinite(loss.detach()):
+                    non_finite = True
+                    loss = torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)  # keep collectives in step
+                accelerator.backward(loss)
+            loss_sum += loss.detach().double()
+            per_modality = getattr(outputs, "loss_per_modality", None)
+            if per_modality is not None:
+                per_modality = per_modality.detach().double().reshape(-1)
+                finite = torch.isfinite(per_modality)
+                modality_sum += torch.where(finite, per_modality, torch.zeros_like(per_modality))
+                modality_count += finite.double()
+        if self.data.streaming is False and self.batch_in_epoch >= self.data.batches_per_epoch:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+        flags = torch.tensor([float(windows), float(non_finite), float(self.signals.received), float(accumulation)],
+                             device=accelerator.device, dtype=torch.float64)
+        packed = torch.cat([loss_sum.reshape(1), modality_sum, modality_count, flags])
+        reduced = accelerator.reduce(packed, reduction="sum") if accelerator.num_processes > 1 else packed
+        reduced = reduced.cpu()
+        count = len(names)
+        total_windows, any_non_finite, signal_sum, total_batches = reduced[1 + 2 * count:].tolist()
+        modality_sums, modality_counts = reduced[1:1 + count], reduced[1 + count:1 + 2 * count]
+        record = StepRecord(
+            loss=float(reduced[0] / total_batches),
+            loss_per_modality={
+                name: (float(modality_sums[index] / modality_counts[index]) if modality_counts[index] > 0 else None)
+                for index, name in enumerate(names)
+            },
+            windows=int(total_windows),
+            non_finite=any_non_finite > 0,
+            stop_signal=int(self.signals.received or (signal.SIGTERM if signal_sum > 0 else 0)),
+        )
+        grad_norm = None
+        if record.non_finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return record, grad_norm, seen_ids
+        if self.args.max_grad_norm and self.args.max_grad_norm > 0:
+            grad_norm = accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+            grad_norm = float(grad_norm) if grad_norm is not None else None
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return record, grad_norm, seen_ids
+
+    # -------------------------------------------------------------- loop
+    def train(self, resume: Path | None) -> None:
+        from tqdm.auto import tqdm
+
+        accelerator = self.accelerator
+        if resume is not None:
+            self.load_checkpoint(resume)
+        if accelerator.is_main_process:
+            self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+            self.truncate_log(self.global_step)
+        if self.global_step >= self.steps:
+            logger.info("%s: already trained for %d steps", self.tag or "run", self.steps)
+            return
+        accelerator.wait_for_everyone()
+        batches = iterate_batches(self.data, accelerator, self.epoch, self.batch_in_epoch)
+        log_handle = open(self.paths.log_path, "a") if accelerator.is_main_process else None
+        ids_handle = None
+        if self.args.log_sample_ids:
+            self.paths.sample_ids_dir.mkdir(parents=True, exist_ok=True)
+            ids_handle = open(self.paths.sample_ids_dir / f"rank_{accelerator.process_index}.jsonl", "a")
+        progress = tqdm(total=self.steps, initial=self.global_step, desc=f"pretraining {self.tag}".strip(),
+                        disable=self.args.disable_tqdm or not accelerator.is_local_main_process, dynamic_ncols=True)
+        window_count, interval_start = 0, time.perf_counter()
+        try:
+            while self.global_step < self.steps:
+                generator_state = self.generator.get_state().clone()
+                position = (self.epoch, self.batch_in_epoch)
+                record, grad_norm, seen_ids = self.optimizer_step(batches)
+                if record.non_finite:
+                    self.epoch, self.batch_in_epoch = position
+                    self.save_checkpoint(generator_state=generator_state)
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({record.loss}) at step {self.global_step + 1}"
+                        f"{' (' + self.tag + ')' if self.tag else ''}; the last good state (step {self.global_step}) "
+                        f"is saved in {self.paths.checkpoints_dir / (CHECKPOINT_PREFIX + str(self.global_step))}"
+                    )
+                self.global_step += 1
+                window_count += record.windows
+                if ids_handle is not None:
+                    ids_handle.write(json.dumps({"step": self.global_step, "sample_ids": seen_ids}) + "\n")
+                    ids_handle.flush()
+                progress.update(1)
+                last_step = self.global_step >= self.steps
+                if self.global_step == 1 or last_step or self.global_step % max(1, self.args.logging_steps) == 0:
+                    elapsed = time.perf_counter() - interval_start
+                    entry = {
+                        "step": self.global_step,
+                        "epoch": round(self.global_step * self.args.gradient_accumulation_steps
+                                       / self.data.batches_per_epoch, 4) if self.data.batches_per_epoch else self.epoch,
+                        "loss": record.loss,
+                        "loss_per_modality": record.loss_per_modality,
+                        "learning_rate": self.scheduler.get_last_lr()[0],
+                        "grad_norm": grad_norm,
+                        "windows_per_s": window_count / elapsed if elapsed > 0 else None,
+                    }
+                    if self.tag:
+                        entry["modality"] = self.tag
+                    window_count, interval_start = 0, time.perf_counter()
+                    if log_handle is not None:
+                        log_handle.write(json.dumps(entry) + "\n")
+                        log_handle.flush()
+                    progress.set_postfix(loss=f"{record.loss:.4f}", lr=f"{entry['learning_rate']:.2e}")
+                    scalars = {f"{self.tag + '/' if self.tag else ''}train/loss": record.loss,
+                               f"{self.tag + '/' if self.tag else ''}train/learning_rate": entry["learning_rate"]}
+                    for name, value in record.loss_per_modality.items():
+                        if value is not None:
+                            scalars[f"{self.tag + '/' if self.tag else ''}train/loss_{name}"] = value
+                    if accelerator.trackers:
+                        accelerator.log(scalars, step=self.global_step)
+                if record.stop_signal:
+                    self.save_checkpoint()
+                    raise TrainingStopped(
+                        f"stopped by {signal.Signals(record.stop_signal).name} at step {self.global_step}; "
+                        f"checkpoint saved, continue with --resume_from_checkpoint latest"
+                    )
+                if (self.args.save_steps > 0 and self.global_step % self.args.save_steps == 0) or last_step:
+                    self.save_checkpoint()
+            if ids_handle is not None:
+                ids_handle.write(json.dumps({"step": self.global_step, "parameter_checksum": self.parameter_checksum()}) + "\n")
+        finally:
+            progress.close()
+            if log_handle is not None:
+                log_handle.close()
+            if ids_handle is not None:
+                ids_handle.close()
+
+    def parameter_checksum(self) -> str:
+        """SHA-1 of this process's parameters (diagnostic: data-parallel replicas must agree)."""
+        digest = hashlib.sha1()
+        for name, parameter in sorted(self.accelerator.unwrap_model(self.model).state_dict().items()):
+            digest.update(name.encode())
+            digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------- export
+def build_feature_extractor(config, dataset_dir: Path | None):
+    """The extractor saved with the model, for the model's channels: the dataset's own preprocessing settings
+    when its build saved a preprocessor_config.json, the extractor's defaults otherwise."""
+    try:
+        from modeling_physiomae.feature_extraction_physiomae import PhysioMAEFeatureExtractor
+    except ImportError as error:
+        logger.warning("no feature extractor saved with the export: %s", error)
+        return None
+    settings: dict[str, Any] = {}
+    for folder in ([dataset_dir, dataset_dir.parent] if dataset_dir is not None else []):
+        if (folder / "preprocessor_config.json").is_file():
+            settings = PhysioMAEFeatureExtractor.from_pretrained(str(folder)).to_dict()
+            break
+    for key in ("feature_extractor_type", "processor_class", "auto_map"):
+        settings.pop(key, None)
+    settings.update(modalities={name: list(channels) for name, channels in config.modalities.items()},
+                    sampling_rate=config.sampling_rate, window_seconds=config.window_seconds)
+    return PhysioMAEFeatureExtractor(**settings)
+
+
+STRATEGY_SUMMARIES = {
+    "mae_modality_drop": "Early-fusion masked autoencoder pretrained with input modality dropout (the proposal).",
+    "mae": "Early-fusion masked autoencoder pretrained without modality dropout.",
+    "mae_unimodal": "Masked autoencoder pretrained on a single modality.",
+    "contrastive_pairwise": "Late-fusion encoder pretrained with pairwise (CLIP-style) InfoNCE between modalities.",
+    "contrastive_loo": "Late-fusion encoder pretrained with leave-one-out InfoNCE between modalities.",
+    "random_init": "Untrained encoder (random initialisation): the floor every pretrained variant is compared with.",
+}
+
+
+def build_readme(model, strategy: str, training_args: PretrainingArguments, extra: dict[str, Any]) -> str:
+    """README rendered from model_card.md (modeling_physiomae.model_card) when available, else a minimal card."""
+    config = model.config
+    repo_id = training_args.hub_model_id or f"physiomae-{strategy}"
+    modality_text = ", ".join(f"{name} ({len(channels)} ch)" for name, channels in config.modalities.items())
+    facts = "; ".join(f"{key}: {value}" for key, value in extra.items())
+    summary = (f"{STRATEGY_SUMMARIES.get(strategy, strategy)} Modalities: {modality_text}. Encoder: hidden "
+               f"{config.hidden_size}, {config.num_hidden_layers} layers, {config.num_attention_heads} heads.")
+    try:
+        from modeling_physiomae.model_card import ModelCardInputs, render_model_card
+
+        inputs = ModelCardInputs(
+            model_name=f"PhysioMAE ({strategy})",
+            repo_id=repo_id,
+            summary=summary,
+            intended_use="Frozen feature extraction (pooled window embeddings) for linear probes on sleep staging, "
+                         "arousal detection and age, and for fine-tuning.",
+            training_data=f"Pretrained with `train.py --strategy {strategy}` on the unlabelled split of the "
+                          f"PhysioNet/CinC 2018 layout ({facts}).",
+            data_limitations="Pretraining data: one cohort (PhysioNet/CinC 2018) or its synthetic stand-in; other "
+                             "montages and sites are untested.",
+            age_definition="see eval.py (binary split at a documented threshold)",
+            auto_class="AutoModel",
+        )
+        return render_model_card(inputs, [])
+    except Exception as error:  # the card is documentation: never lose the export over it
+        logger.warning("rendering model_card.md failed (%s: %s); writing a minimal README", type(error).__name__, error)
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [physiomae, polysomnography, sleep, masked-autoencoder, custom_code]",
+        "---",
+        "",
+        f"# PhysioMAE ({strategy})",
+        "",
+        summary,
+        "",
+        "```python",
+        "from transformers import AutoModel, AutoFeatureExtractor",
+        f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)',
+        f'feature_extractor = AutoFeatureExtractor.from_pretrained("{repo_id}", trust_remote_code=True)',
+        "```",
+        "",
+    ]
+    lines += [f"- {key}: {value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def export_model(model, folder: Path, strategy: str, training_args: PretrainingArguments, dataset_dir: Path | None,
+                 extra: dict[str, Any]) -> Path:
+    from modeling_physiomae.hub_export import save_for_hub
+
+    model = model.float().cpu().eval()
+    extractor = build_feature_extractor(model.config, dataset_dir)
+    readme = build_readme(model, strategy, training_args, extra)
+    save_for_hub(model, str(folder), feature_extractor=extractor, readme_text=readme)
+    logger.info("exported %s", folder)
+    return folder
+
+
+def push_export(folder: Path, training_args: PretrainingArguments, hub_api=None) -> None:
+    from modeling_physiomae.hub_export import push_to_hub
+
+    try:
+        push_to_hub(str(folder), training_args.hub_model_id, api=hub_api, token=training_args.hub_token,
+                    private=training_args.hub_private)
+    except Exception as error:
+        raise PushToHubError(
+            f"the export in {folder} is complete, but pushing it to {training_args.hub_model_id} failed: {error}. "
+            f"Upload it later with modeling_physiomae.hub_export.push_to_hub or `huggingface-cli upload`."
+        ) from error
+
+
+# ----------------------------------------------------------------------------------------- plots
+def plot_loss_curves(log_paths: dict[str, Path], output_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for label, path in log_paths.items():
+        if path.is_file():
+            entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if entries:
+                runs[label] = entries
+    if not runs:
+        return
+    figure, (loss_axis, lr_axis) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
+                                                gridspec_kw={"height_ratios": [3, 1]})
+    for label, entries in runs.items():
+        steps = [entry["step"] for entry in entries]
+        prefix = f"{label}: " if label else ""
+        loss_axis.plot(steps, [entry["loss"] for entry in entries], linewidth=2, label=f"{prefix}loss")
+        modality_names = entries[-1].get("loss_per_modality") or {}
+        if len(modality_names) > 1:
+            for name in modality_names:
+                values = [(entry.get("loss_per_modality") or {}).get(name) for entry in entries]
+                values = [math.nan if value is None else value for value in values]
+                loss_axis.plot(steps, values, linewidth=1, alpha=0.7, label=f"{prefix}{name}")
+        lr_axis.plot(steps, [entry["learning_rate"] for entry in entries], label=label or "lr")
+    positive = all(entry["loss"] > 0 for entries in runs.values() for entry in entries)
+    if positive:
+        loss_axis.set_yscale("log")
+    loss_axis.set_ylabel("training loss")
+    loss_axis.legend(fontsize=7, ncol=2)
+    loss_axis.grid(alpha=0.3)
+    lr_axis.set_ylabel("learning rate")
+    lr_axis.set_xlabel("optimizer step")
+    lr_axis.grid(alpha=0.3)
+    figure.tight_layout()
+    temporary = output_png.with_name(f".{output_png.name}.tmp.png")
+    figure.savefig(temporary, dpi=110)
+    plt.close(figure)
+    os.replace(temporary, output_png)
+
+
+# ----------------------------------------------------------------------------------------- main
+def redact(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {key: ("***" if key == "hub_token" and value else value) for key, value in arguments.items()}
+
+
+def make_accelerator(training_args: PretrainingArguments, output_dir: Path):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    log_with = None
+    if training_args.report_to in ("auto", "tensorboard"):
+        try:
+            import tensorboard  # noqa: F401
+
+            log_with = "tensorboard"
+        except ImportError:
+            if training_args.report_to == "tensorboard":
+                raise ImportError("--report_to tensorboard needs the tensorboard package (pip install tensorboard)")
+    return Accelerator(
+        mixed_precision=training_args.mixed_precision,
+        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        step_scheduler_with_optimizer=False,
+        log_with=log_with,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "tensorboard")),
+    )
+
+
+def prepare_output_dir(output_dir: Path, training_args: PretrainingArguments, accelerator) -> None:
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        has_checkpoints = any(path.name.startswith(CHECKPOINT_PREFIX)
+                              for path in output_dir.glob("**/checkpoints/*"))
+        if has_checkpoints and not training_args.resume_from_checkpoint:
+            if not training_args.overwrite_output_dir:
+                raise FileExistsError(
+                    f"{output_dir} already holds checkpoints: continue with --resume_from_checkpoint latest, or start "
+                    f"afresh with --overwrite_output_dir"
+                )
+        if training_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+            for name in ("checkpoints", "unimodal", "sample_ids", "export", "tensorboard"):
+                shutil.rmtree(output_dir / name, ignore_errors=True)
+            for name in ("train_log.jsonl", "loss_curves.png"):
+                (output_dir / name).unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+
+
+def run_paths(output_dir: Path, modality: str | None) -> RunPaths:
+    if modality is None:
+        return RunPaths(output_dir, output_dir / "checkpoints", output_dir / "train_log.jsonl", output_dir / "export",
+                        output_dir / "sample_ids")
+    run_dir = output_dir / "unimodal" / modality
+    return RunPaths(run_dir, run_dir / "checkpoints", run_dir / "train_log.jsonl", output_dir / "export" / modality,
+                    run_dir / "sample_ids")
+
+
+def main(argv: list[str] | None = None, hub_api=None) -> dict[str, Any]:
+    """Parse arguments, train every model of the strategy, export (and push). Returns a summary dict."""
+    model_args, data_args, training_args = parse_arguments(argv)
+    return run(model_args, data_args, training_args, hub_api=hub_api)
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments,
+        hub_api=None) -> dict[str, Any]:
+    output_dir = Path(training_args.output_dir)
+    accelerator = make_accelerator(training_args, output_dir)
+    logging.basicConfig(
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        format=f"%(asctime)s %(levelname)s [rank {accelerator.process_index}] %(name)s: %(message)s",
+        force=True,
+    )
+    prepare_output_dir(output_dir, training_args, accelerator)
+    all_arguments = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
+                     **dataclasses.asdict(training_args)}
+    if accelerator.is_main_process:
+        write_json_atomic(output_dir / "run_args.json", {
+            "arguments": redact(all_arguments),
+            "command": sys.argv,
+            "num_processes": accelerator.num_processes,
+            "device": str(accelerator.device),
+            "mixed_precision": accelerator.mixed_precision,
+            "torch": torch.__version__,
+        })
+    base_config = build_model_config(model_args, training_args)
+    strategy = training_args.strategy
+
+    dataset_dir, split_dataset = None, None
+    if strategy != "random_init":
+        dataset_dir = resolve_dataset_dir(data_args, output_dir, accelerator)
+        split_dataset = load_split(dataset_dir, data_args.split)
+    if accelerator.trackers == [] and accelerator.log_with:
+        accelerator.init_trackers("physiomae", config={key: value for key, value in redact(all_arguments).items()
+                                                       if isinstance(value, (int, float, str, bool))})
+
+    modalities = base_config.modality_names if strategy == "mae_unimodal" else [None]
+    summary: dict[str, Any] = {"strategy": strategy, "output_dir": str(output_dir), "exports": []}
+    log_paths: dict[str, Path] = {}
+    with SignalCatcher() as signals:
+        for modality in modalities:
+            config = unimodal_config(base_config, modality) if modality else base_config
+            paths = run_paths(output_dir, modality)
+            log_paths[modality or ""] = paths.log_path
+            if accelerator.is_main_process:
+                recover_checkpoint_dir(paths.checkpoints_dir)
+            accelerator.wait_for_everyone()
+            if modality and training_args.resume_from_checkpoint and (paths.export_dir / EXPORT_COMPLETE_MARKER).is_file():
+                logger.info("%s: already trained and exported in %s, skipping", modality, paths.export_dir)
+                summary["exports"].append(str(paths.export_dir))
+                continue
+            accelerator.free_memory()
+            data = None
+            if strategy != "random_init":
+                data = build_training_data(split_dataset, config, data_args, training_args, accelerator)
+            pretraining = PretrainingRun(accelerator, config, strategy, data, paths, training_args, signals,
+                                         tag=modality or "")
+            pretraining.build()
+            extra: dict[str, Any] = {"seed": training_args.seed}
+            if strategy != "random_init":
+                resume = training_args.resume_from_checkpoint
+                if resume and resume != "latest" and modality:
+                    resume_path = resolve_resume_path(resume, paths.checkpoints_dir)
+                    if resume_path is not None and resume_path.parent != paths.checkpoints_dir:
+                        resume_path = resolve_resume_path("latest", paths.checkpoints_dir)
+                else:
+                    resume_path = resolve_resume_path(resume, paths.checkpoints_dir)
+                pretraining.train(resume_path)
+                extra.update({"steps": pretraining.global_step, "windows_per_step":
+                              training_args.per_device_batch_size * accelerator.num_processes
+                              * training_args.gradient_accumulation_steps,
+                              "skipped_windows_without_modality": data.dropped_rows})
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                model = accelerator.unwrap_model(pretraining.model)
+                export_model(copy.deepcopy(model), paths.export_dir, strategy, training_args, dataset_dir, extra)
+            summary["exports"].append(str(paths.export_dir))
+            accelerator.wait_for_everyone()
+
+    if accelerator.is_main_process and strategy != "random_init":
+        plot_loss_curves(log_paths, output_dir / "loss_curves.png")
+    if accelerator.trackers:
+        accelerator.end_training()
+    if training_args.push_to_hub and accelerator.is_main_process:
+        if strategy == "mae_unimodal":
+            for modality in modalities:
+                repo = training_args.hub_model_id
+                folder = run_paths(output_dir, modality).export_dir
+                push_args = dataclasses.replace(training_args, hub_model_id=f"{repo}-{modality}")
+                push_export(folder, push_args, hub_api)
+        else:
+            push_export(output_dir / "export", training_args, hub_api)
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def cli() -> int:
+    try:
+        main()
+    except TrainingStopped as stopped:
+        logger.warning("%s", stopped)
+        return 130 if "SIGINT" in str(stopped) else 143
+    except (NonFiniteLossError, PushToHubError, FileExistsError, FileNotFoundError, ValueError) as error:
+        logging.getLogger("physiomae.train").error("%s: %s", type(error).__name__, error)
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
