@@ -204,12 +204,12 @@ def read_wfdb_annotations(path: str | os.PathLike) -> WfdbAnnotations:
             continue
         keep.append(position)
     return WfdbAnnotations(
-        sample=np.asarray([samples[i] for i in keep], dtype=np.int64),
-        code=np.asarray([codes[i] for i in keep], dtype=np.int16),
-        aux_note=[aux_notes[i] for i in keep],
-        subtype=np.asarray([subtypes[i] for i in keep], dtype=np.int16),
-        channel=np.asarray([channels[i] for i in keep], dtype=np.int16),
-        number=np.asarray([numbers[i] for i in keep], dtype=np.int16),
+        sample=np.asarray([samples[position] for position in keep], dtype=np.int64),
+        code=np.asarray([codes[position] for position in keep], dtype=np.int16),
+        aux_note=[aux_notes[position] for position in keep],
+        subtype=np.asarray([subtypes[position] for position in keep], dtype=np.int16),
+        channel=np.asarray([channels[position] for position in keep], dtype=np.int16),
+        number=np.asarray([numbers[position] for position in keep], dtype=np.int16),
         definition_notes=definitions,
     )
 
