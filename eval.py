@@ -38,7 +38,7 @@ class EvalArguments:
     real_segments_dir: str | None = field(
         default=None, metadata={"help": "Folder of real 60-s challenge segments (sleep staging only)."}
     )
-    real_segments_limit: int | None = field(default=None, metadata={"help": "Use only the first N real segments."})
+    real_segments_limit: int | None = field(default=None, metadata={"help": "Use only N real segments, evenly spaced over the record list."})
     real_segments_test_fraction: float = field(default=0.5, metadata={"help": "Share of real segments in probe-test."})
     tasks: list[str] = field(default_factory=lambda: list(probing.TASKS), metadata={"help": "Tasks to probe."})
     batch_size: int = field(default=64, metadata={"help": "Windows per encoder forward pass."})

@@ -25,6 +25,7 @@ while under `"mask"` removing its tokens still changes the pooled mean).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -211,7 +212,12 @@ class ModalityTuning:
     ablation: str
 
     def summary(self) -> dict:
-        """Per-layer numbers for the JSON report."""
+        """Per-layer numbers for the JSON report (NaN for modalities that were never removable)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: modalities absent everywhere
+            return self._summary()
+
+    def _summary(self) -> dict:
         num_layers = self.tuning.shape[0]
         layers = []
         for layer_index in range(num_layers):
@@ -332,7 +338,10 @@ def plot_modality_tuning(tunings: Sequence[ModalityTuning], path, title: str = "
         axis.set_ylabel("share of units dominated")
         axis.set_ylim(0, 1.05)
         entropy_axis = axis.twinx()
-        entropy_axis.plot(layers, np.nanmean(tuning.entropy, axis=1), "k-o", label="mean tuning entropy")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean_entropy = np.nanmean(tuning.entropy, axis=1)
+        entropy_axis.plot(layers, mean_entropy, "k-o", label="mean tuning entropy")
         entropy_axis.set_ylim(0, 1.05)
         entropy_axis.set_ylabel("normalised tuning entropy")
         axis.set_title(f"ablation: {tuning.ablation}", fontsize=9)

@@ -47,7 +47,7 @@ def write_json_atomic(path: Path, payload) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2, default=_json_default, allow_nan=True)
+        json.dump(_finite_or_none(payload), stream, indent=2, default=_json_default, allow_nan=False)
         stream.write("\n")
     os.replace(temporary, path)
 
@@ -58,6 +58,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     with os.fdopen(handle, "w") as stream:
         stream.write(text)
     os.replace(temporary, path)
+
+
+def _finite_or_none(value):
+    """Strict JSON: NaN / inf (undefined metrics) become null."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _finite_or_none(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _json_default(value):
@@ -168,20 +183,20 @@ def load_probe_data(dataset_dir: str | Path) -> ProbeData:
     """`probe_train` / `probe_test` of a dataset saved by the builder (`load_from_disk`)."""
     from datasets import load_from_disk
 
+    dataset_dir = Path(dataset_dir)
+    if not (dataset_dir / "dataset_dict.json").is_file() and (dataset_dir / "dataset" / "dataset_dict.json").is_file():
+        dataset_dir = dataset_dir / "dataset"  # the builder's output folder (dataset/ + build_report.json)
+    if not (dataset_dir / "dataset_dict.json").is_file():
+        raise FileNotFoundError(f"--dataset_dir {dataset_dir}: no DatasetDict saved with save_to_disk (dataset_dict.json)")
     dataset = load_from_disk(str(dataset_dir))
     missing = [name for name in ("probe_train", "probe_test") if name not in dataset]
     if missing:
         raise ValueError(f"dataset {dataset_dir} lacks split(s) {missing}; it has {list(dataset)}")
     train, test = dataset["probe_train"], dataset["probe_test"]
+    check_dataset_layout(train, dataset_dir)
     notes = []
-    report_path = Path(dataset_dir) / "build_report.json"
-    real_segments = False
-    if report_path.is_file():
-        try:
-            report = json.loads(report_path.read_text())
-            real_segments = "segment" in json.dumps(report.get("data_dir", "")).lower()
-        except (OSError, ValueError):
-            pass
+    # A dataset built from the real 60-s excerpts (records seg-NNNN) has no subject identity.
+    real_segments = any(str(record).startswith("seg-") for record in list(train[:50]["record"]) + list(test[:50]["record"]))
     return ProbeData(
         train,
         test,
@@ -193,13 +208,30 @@ def load_probe_data(dataset_dir: str | Path) -> ProbeData:
     )
 
 
+def check_dataset_layout(split, dataset_dir) -> None:
+    """The builder writes windows in the default channel order; a dataset that records other channel names in
+    its info metadata (`channel_names` in `info.description` JSON, as train.py reads it) is refused clearly."""
+    description = getattr(getattr(split, "info", None), "description", None) or ""
+    try:
+        metadata = json.loads(description) if description.strip().startswith("{") else {}
+    except ValueError:
+        metadata = {}
+    channel_names = metadata.get("channel_names")
+    if channel_names is not None and list(channel_names) != probing.DATASET_CHANNEL_NAMES:
+        raise ValueError(
+            f"dataset {dataset_dir}: channel order {channel_names} differs from the builder's "
+            f"{probing.DATASET_CHANNEL_NAMES}; eval.py expects the builder's layout"
+        )
+
+
 def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_fraction: float = 0.5) -> ProbeData:
     """The real 60-s challenge excerpts as probe-train / probe-test (sleep staging only).
 
     Each `seg-NNNN` folder is read with wfdb (signals) and `-arousal.mat` (stage masks; `.arousal` notes at
     sample 0 are lost by `wfdb.rdann`), preprocessed by `PhysioMAEFeatureExtractor.preprocess_record` (the
     single preprocessing implementation) and cut into 30-s windows. The split is by a sha1 hash of the segment
-    name (`test_fraction` of segments to probe-test). Unreadable segments are skipped and counted.
+    name (`test_fraction` of segments to probe-test). Unreadable segments are skipped and counted. `limit`
+    keeps that many segments, evenly spaced over the record list.
     """
     import datasets
     import wfdb
@@ -216,8 +248,9 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
         names = sorted(path.name for path in segments_dir.iterdir() if path.is_dir())
     if not names:
         raise FileNotFoundError(f"real segments: no records found in {segments_dir}")
-    if limit is not None:
-        names = names[:limit]
+    if limit is not None and limit < len(names):
+        # evenly spaced over the list (RECORDS is grouped by stage: its first N would hold a single stage)
+        names = [names[index] for index in np.unique(np.linspace(0, len(names) - 1, limit).round().astype(int))]
     extractor = PhysioMAEFeatureExtractor()
     rows = {key: [] for key in ("input_values", "channel_mask", "modality_mask", "sleep_stage", "arousal", "age", "sex", "record", "window")}
     skipped: dict[str, str] = {}
