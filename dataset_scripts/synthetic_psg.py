@@ -71,12 +71,14 @@ EEG_CHANNELS = CHANNEL_NAMES[:6]
 # ---- per-stage signal tables (index: W, N1, N2, N3, R) ------------------------------------------
 EEG_BAND_AMPLITUDE_UV = {
     # band: (low Hz, high Hz, RMS amplitude per stage in uV)
-    "delta": (0.5, 2.0, (6.0, 10.0, 24.0, 65.0, 9.0)),
-    "theta": (4.0, 7.0, (5.0, 16.0, 11.0, 9.0, 13.0)),
-    "alpha": (8.0, 12.0, (9.0, 5.0, 3.0, 2.5, 6.0)),  # eyes-closed wake: see ALPHA_EYES_CLOSED_UV
-    "beta": (15.0, 30.0, (6.0, 3.5, 2.5, 2.0, 4.0)),
+    "delta": (0.5, 2.0, (6.0, 6.0, 13.0, 28.0, 6.0)),
+    "theta": (4.0, 7.0, (3.0, 5.0, 4.5, 5.0, 4.0)),
+    "alpha": (8.0, 12.0, (4.0, 3.0, 2.5, 2.2, 2.5)),  # eyes-closed wake: see ALPHA_EYES_CLOSED_UV
+    "beta": (15.0, 30.0, (3.0, 3.0, 2.5, 2.0, 2.5)),
 }
-ALPHA_EYES_CLOSED_UV = 24.0
+"""Amplitudes are set so that O2-M1 matches the medians of the 500 real excerpts per stage
+(e.g. delta RMS 6.5 / 4.2 / 6.8 / 13 / 4.1 uV, theta 2.5-4.7 uV, alpha ~3 uV, beta ~2 uV)."""
+ALPHA_EYES_CLOSED_UV = 10.0
 EEG_REGION_WEIGHTS = {
     # band: weight per EEG channel (F3, F4, C3, C4, O1, O2)
     "delta": (1.0, 1.0, 0.85, 0.85, 0.6, 0.6),
@@ -91,9 +93,9 @@ AROUSAL_EEG_GAIN = {"delta": 0.45, "theta": 0.9, "alpha": 2.8, "beta": 2.8}
 
 SPINDLES_PER_MINUTE = (0.0, 0.5, 5.0, 2.0, 0.0)
 KCOMPLEXES_PER_MINUTE = (0.0, 0.2, 1.5, 0.8, 0.0)
-EMG_TONE_UV = (22.0, 13.0, 9.0, 7.0, 2.0)
+EMG_TONE_UV = (5.0, 4.5, 3.0, 2.5, 0.8)  # real chin medians: 4.5 / 4.9 / 2.9 / 2.4 / 1.7 uV
 REM_TWITCHES_PER_SECOND = 0.35
-EOG_SLOW_ROLLING_UV = (8.0, 55.0, 8.0, 3.0, 5.0)
+EOG_SLOW_ROLLING_UV = (4.0, 16.0, 4.0, 2.0, 3.0)
 HEART_RATE_STAGE_OFFSET_BPM = (6.0, 2.0, 0.0, -3.0, 3.0)
 RESP_RATE_STAGE_FACTOR = (1.06, 1.0, 0.97, 0.94, 1.08)
 RESP_IRREGULARITY = (0.10, 0.05, 0.03, 0.02, 0.12)
@@ -189,7 +191,8 @@ def band_noise(
     random_parts = rng.standard_normal((2, number_of_sources, band.size), dtype=np.float32)
     spectrum[:, band] = random_parts[0] + 1j * random_parts[1]
     noise = scipy.fft.irfft(spectrum, n=fft_length, axis=-1)[:, :length]  # (sources, length)
-    noise *= np.float32(np.sqrt(fft_length**2 / (2.0 * max(band.size, 1))))  # unit RMS
+    # irfft of K bins with unit-variance real and imaginary parts has variance 4K / L**2
+    noise *= np.float32(fft_length / (2.0 * np.sqrt(max(band.size, 1))))  # unit RMS
     return noise.astype(np.float32, copy=False)
 
 
@@ -419,16 +422,16 @@ def generate_respiration(context: _Context, resp_events, flow_limitations, arous
     effort = upsample(effort_gain * tidal, context.number_of_samples, fs)
     flow = upsample(airflow_gain * tidal, context.number_of_samples, fs)
     paradox_shift = np.pi * upsample(smooth(paradox, 5), context.number_of_samples, fs)
-    chest = rng.uniform(200.0, 450.0) * effort * breath(0.0)
-    abd = rng.uniform(250.0, 600.0) * effort * np.sin(phase + 0.15 + paradox_shift)
+    chest = rng.uniform(100.0, 250.0) * effort * breath(0.0)  # real medians: CHEST ~130, ABD ~250-390 uV
+    abd = rng.uniform(180.0, 450.0) * effort * np.sin(phase + 0.15 + paradox_shift)
     airflow_wave = breath(np.pi / 2)
-    airflow = rng.uniform(150.0, 400.0) * flow * airflow_wave
+    airflow = rng.uniform(25.0, 60.0) * flow * airflow_wave  # real median ~35 uV
     wander = band_noise(rng, 3, seconds, 1.0, 0.01, 0.08)  # (3, seconds): baseline wander
     chest += upsample(30.0 * wander[0] + rng.normal(0.0, 40.0), context.number_of_samples, fs)
     abd += upsample(30.0 * wander[1] + rng.normal(0.0, 40.0), context.number_of_samples, fs)
-    airflow += upsample(10.0 * wander[2], context.number_of_samples, fs)
+    airflow += upsample(2.0 * wander[2], context.number_of_samples, fs)
     noise = white_noise(rng, (3, context.number_of_samples))
-    return abd + 6.0 * noise[0], chest + 6.0 * noise[1], airflow + 4.0 * noise[2], phase, airflow_gain
+    return abd + 6.0 * noise[0], chest + 4.0 * noise[1], airflow + 1.0 * noise[2], phase, airflow_gain
 
 
 def generate_spo2(context: _Context, resp_events) -> np.ndarray:
@@ -540,7 +543,7 @@ def generate_spindles(context: _Context, length: int) -> np.ndarray:
     times = poisson_times(rng, rate)
     burst = np.hanning(int(fs * rng.uniform(0.8, 1.2))).astype(np.float32)
     positions = (times * fs).astype(np.int64)
-    envelope = place_templates(positions, rng.uniform(18.0, 32.0, times.size), burst, length)
+    envelope = place_templates(positions, rng.uniform(10.0, 20.0, times.size), burst, length)
     carrier = band_noise(rng, 1, length, fs, 12.0, 14.0)[0] * np.float32(np.sqrt(2.0))
     return envelope * carrier
 
@@ -558,7 +561,7 @@ def generate_kcomplexes(context: _Context, length: int) -> np.ndarray:
     template_times = np.arange(0.0, 1.2, 1.0 / fs)
     template = (-1.0 * np.exp(-0.5 * ((template_times - 0.25) / 0.07) ** 2)
                 + 0.7 * np.exp(-0.5 * ((template_times - 0.6) / 0.15) ** 2))
-    amplitudes = rng.uniform(70.0, 130.0, times.size) * (1.1 - 0.5 * age_factor(context.age))
+    amplitudes = rng.uniform(50.0, 100.0, times.size) * (1.1 - 0.5 * age_factor(context.age))
     return place_templates((times * fs).astype(np.int64), amplitudes, template, length)
 
 
@@ -567,22 +570,22 @@ def generate_eog(context: _Context, frontal_eeg: np.ndarray) -> np.ndarray:
     rng, fs, length = context.rng, context.fs, context.number_of_samples
     stage = context.stage_per_second
     phasic_blocks = rng.random(context.number_of_seconds // 10 + 1) < 0.45
-    rem_rate = np.where(stage == REM, np.repeat(phasic_blocks, 10)[: stage.size] * 1.2 + 0.05, 0.0)
+    rem_rate = np.where(stage == REM, np.repeat(phasic_blocks, 10)[: stage.size] * 1.0 + 0.05, 0.0)
     eyes_open_wake = (stage == WAKE) & ~context.eyes_closed_per_second
-    saccade_rate = rem_rate + 0.5 * eyes_open_wake + 0.3 * context.arousal_per_second
+    saccade_rate = rem_rate + 0.3 * eyes_open_wake + 0.3 * context.arousal_per_second
     saccade_times = poisson_times(rng, saccade_rate)
     template_times = np.arange(0.0, 2.0, 1.0 / fs)
     saccade = (1.0 - np.exp(-template_times / 0.03)) * np.exp(-template_times / 0.6)
     signs = rng.choice([-1.0, 1.0], saccade_times.size)
     eog = place_templates((saccade_times * fs).astype(np.int64),
-                          signs * rng.uniform(60.0, 200.0, saccade_times.size), saccade, length)
-    blink_times = poisson_times(rng, 0.3 * eyes_open_wake)
+                          signs * rng.uniform(30.0, 90.0, saccade_times.size), saccade, length)
+    blink_times = poisson_times(rng, 0.2 * eyes_open_wake)
     blink = np.hanning(int(0.3 * fs))
-    blink_amplitudes = rng.uniform(80.0, 160.0, blink_times.size)
+    blink_amplitudes = rng.uniform(40.0, 80.0, blink_times.size)
     eog += place_templates((blink_times * fs).astype(np.int64), blink_amplitudes, blink, length)
     rolling = band_noise(rng, 1, length, fs, 0.1, 0.5)[0]
     eog += upsample(smooth(context.per_stage(EOG_SLOW_ROLLING_UV), 5), length, fs) * rolling
-    eog += 0.35 * frontal_eeg + 3.0 * white_noise(rng, length)
+    eog += 0.6 * frontal_eeg + 3.0 * white_noise(rng, length)
     return eog
 
 
@@ -594,11 +597,11 @@ def generate_emg(context: _Context, ecg: np.ndarray) -> np.ndarray:
     envelope = upsample(smooth(tone, 3), length, fs)
     twitch_times = poisson_times(rng, REM_TWITCHES_PER_SECOND * (context.stage_per_second == REM))
     twitch = np.hanning(int(0.15 * fs))
-    twitch_amplitudes = rng.uniform(15.0, 45.0, twitch_times.size)
+    twitch_amplitudes = rng.uniform(5.0, 15.0, twitch_times.size)
     envelope += place_templates((twitch_times * fs).astype(np.int64), twitch_amplitudes, twitch, length)
     white = white_noise(rng, length + 1)
     carrier = (white[1:] - white[:-1]) * np.float32(np.sqrt(0.5))  # first difference: a high-pass
-    return envelope * carrier + 8.0 * ecg + 0.8 * white[1:]
+    return envelope * carrier + 2.0 * ecg + 0.4 * white[1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -658,7 +661,7 @@ def generate_record(
     sex = drawn_sex if sex is None else sex
 
     hypnogram = generate_hypnogram(rng, number_of_epochs, age)
-    eyes_closed = rng.random(number_of_epochs) < 0.7
+    eyes_closed = rng.random(number_of_epochs) < 0.4
     stage_per_second = np.repeat(hypnogram, EPOCH_SECONDS)[:number_of_seconds]
     resp_seconds, arousal_seconds, limitation_seconds = generate_events(rng, stage_per_second, age, sex)
     arousal_per_second = smooth(interval_indicator(arousal_seconds, number_of_seconds), 2)
