@@ -126,6 +126,7 @@ def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     temporary_path = Path(temporary_name)
     try:
         yield temporary_path
+        os.chmod(temporary_path, 0o644)  # mkstemp creates 0600; data files are world-readable
         os.replace(temporary_path, final_path)
     finally:
         if temporary_path.exists():
