@@ -160,7 +160,14 @@ def load_encoder(folder: Path, device: str = "cpu"):
     """`PhysioMAEModel` from any saved PhysioMAE folder (encoder, pretraining, contrastive, classifier)."""
     from .modeling_physiomae import PhysioMAEModel
 
-    model = PhysioMAEModel.from_pretrained(str(folder))
+    from transformers.utils import logging as transformers_logging
+
+    previous = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # a pretraining folder's decoder weights are expected extras
+    try:
+        model = PhysioMAEModel.from_pretrained(str(folder))
+    finally:
+        transformers_logging.set_verbosity(previous)
     return model.to(device).eval()
 
 
@@ -195,6 +202,16 @@ def load_probe_data(dataset_dir: str | Path) -> ProbeData:
     train, test = dataset["probe_train"], dataset["probe_test"]
     check_dataset_layout(train, dataset_dir)
     notes = []
+    description = f"dataset {dataset_dir} (probe_train / probe_test)"
+    for report_path in (dataset_dir / "build_report.json", dataset_dir.parent / "build_report.json"):
+        if report_path.is_file():
+            try:
+                source = json.loads(report_path.read_text()).get("data_dir")
+            except (OSError, ValueError):
+                source = None
+            if source:
+                description = f"the probe_train / probe_test splits built from {source} ({dataset_dir})"
+            break
     # A dataset built from the real 60-s excerpts (records seg-NNNN) has no subject identity.
     real_segments = any(str(record).startswith("seg-") for record in list(train[:50]["record"]) + list(test[:50]["record"]))
     return ProbeData(
@@ -202,7 +219,7 @@ def load_probe_data(dataset_dir: str | Path) -> ProbeData:
         test,
         probing.read_split_table(train),
         probing.read_split_table(test),
-        description=f"dataset {Path(dataset_dir).name} (probe_train / probe_test)",
+        description=description,
         is_real_segments=real_segments,
         notes=notes + ([SUBJECT_IDENTITY_NOTE] if real_segments else []),
     )
@@ -616,7 +633,8 @@ def run_analyses(encoder, data: ProbeData, output_folder: Path, name: str, num_w
     batch = analysis_batch(data, encoder, num_windows)
     if batch is None:
         return {"skipped": "no probe-test window has two or more of the encoder's modalities"}
-    input_values, modality_mask = batch
+    device = next(encoder.parameters()).device
+    input_values, modality_mask = batch[0].to(device), batch[1].to(device)
     output_folder.mkdir(parents=True, exist_ok=True)
     rollout = rollout_analysis(encoder, input_values, modality_mask)
     plot_block_matrix(rollout, output_folder / "rollout_modality_blocks.png", title=f"{name}: attention rollout by modality")
@@ -684,8 +702,8 @@ def card_inputs(variant: EncoderVariant, task: probing.ProbeTask | None, data: P
             "function (StandardScaler + LogisticRegression folded into one linear map)."
         ),
         intended_use=(
-            f"Research on representation learning for polysomnography: {task.description if task else 'embeddings'} "
-            "from 30-s windows of the PhysioNet/CinC 2018 channel set (absent modalities are allowed and marked "
+            f"Research on representation learning for polysomnography: {task.description if task else 'embeddings'}, "
+            "from the PhysioNet/CinC 2018 channel set (absent modalities are allowed and marked "
             "in `modality_mask`)."
         ),
         training_data=(
@@ -797,6 +815,11 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
     else:
         raise ValueError("give --dataset_dir (a dataset saved by the builder) or --real_segments_dir")
     tasks, skipped = active_tasks(data, task_names)
+    num_test_records = len(np.unique(data.test_table.records))
+    if num_test_records < 10:
+        data.notes.append(
+            f"probe_test holds only {num_test_records} record(s): the record-bootstrap intervals are unreliable"
+        )
     skipped = {**data_skipped, **skipped}
     for name, why in skipped.items():
         logger.warning("task %s skipped: %s", name, why)
