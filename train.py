@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -118,6 +117,7 @@ class DataArguments:
             "--dataset_dir (default OUTPUT/data) first; an existing build there is reused."
         },
     )
+    build_num_proc: Optional[int] = field(default=None, metadata={"help": "Processes of the dataset build (--data_dir)."})
     split: str = field(default="pretrain", metadata={"help": "Split to pretrain on (falls back to probe_train when absent)."})
     streaming: bool = field(
         default=False,
@@ -324,7 +324,7 @@ def resolve_dataset_dir(data_args: DataArguments, output_dir: Path, accelerator)
             if is_saved_dataset(target):
                 logger.info("reusing the dataset already built in %s", target)
             else:
-                build_dataset(Path(data_args.data_dir), build_root)
+                build_dataset(Path(data_args.data_dir), build_root, data_args.build_num_proc)
         accelerator.wait_for_everyone()
         return target
     candidate = Path(data_args.dataset_dir)
@@ -342,17 +342,17 @@ def is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
 
 
-def build_dataset(data_dir: Path, build_root: Path) -> None:
+def build_dataset(data_dir: Path, build_root: Path, num_proc: int | None = None) -> None:
+    """Run the dataset builder (dataset_scripts.physionet2018) on a raw challenge folder: build_root/dataset."""
     if not data_dir.is_dir():
         raise FileNotFoundError(f"--data_dir {data_dir} is not a folder")
-    command = [sys.executable, "-m", "dataset_scripts.physionet2018", "build", "--data_dir", str(data_dir),
-               "--output_dir", str(build_root)]
-    logger.info("building the dataset: %s", " ".join(command))
-    repo_root = str(Path(__file__).resolve().parent)
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")])))
-    result = subprocess.run(command, env=environment)
-    if result.returncode != 0:
-        raise RuntimeError(f"the dataset builder failed (exit {result.returncode}) on {data_dir}")
+    from dataset_scripts.physionet2018 import build_to_folder
+
+    logger.info("building the dataset from %s into %s", data_dir, build_root)
+    report = build_to_folder(str(data_dir), str(build_root), num_proc=num_proc)
+    totals = report.get("totals", {})
+    logger.info("dataset built: %s records, %s windows kept, %s skipped %s", totals.get("records_built"),
+                totals.get("windows_kept"), totals.get("windows_skipped"), totals.get("windows_skipped_by_reason"))
 
 
 def load_split(dataset_dir: Path, split: str):
@@ -391,6 +391,17 @@ def dataset_layout(dataset) -> tuple[list[str], list[str]]:
     channel_names = metadata.get("channel_names", channel_names)
     modality_names = metadata.get("modality_names", modality_names)
     return list(channel_names), list(modality_names)
+
+
+def check_window_geometry(dataset, config) -> None:
+    """The dataset's windows must have the model's length (sampling rate x window seconds)."""
+    feature = dataset.features.get("input_values")
+    shape = getattr(feature, "shape", None)
+    if shape is not None and shape[-1] != config.window_length:
+        raise ValueError(
+            f"the dataset's windows have {shape[-1]} samples but the model expects {config.window_length} "
+            f"({config.window_seconds} s at {config.sampling_rate} Hz)"
+        )
 
 
 class WindowCollator:
@@ -489,6 +500,7 @@ class TrainingData:
 def build_training_data(split_dataset, config, data_args: DataArguments, training_args: PretrainingArguments,
                         accelerator) -> TrainingData:
     dataset_channels, dataset_modalities = dataset_layout(split_dataset)
+    check_window_geometry(split_dataset, config)
     collator = WindowCollator(config, dataset_channels, dataset_modalities)
     if data_args.max_train_windows:
         split_dataset = split_dataset.select(range(min(data_args.max_train_windows, len(split_dataset))))

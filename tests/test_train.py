@@ -321,6 +321,24 @@ def test_streaming_trains_from_an_iterable_dataset(tiny_dataset, tmp_path):
     assert (output_dir / "export" / "model.safetensors").is_file()
 
 
+def test_data_dir_is_built_with_the_dataset_builder_first(tmp_path):
+    """--data_dir: a raw challenge-layout folder (synthetic cohort) is built into OUTPUT/data, then trained on."""
+    from dataset_scripts.synthetic_psg import write_cohort
+
+    cohort = tmp_path / "cohort"
+    write_cohort(cohort, n_train=1, n_test=1, hours=0.05, seed=3)
+    output_dir = tmp_path / "from-raw"
+    run_train([TINY_YAML, "--data_dir", cohort, "--output_dir", output_dir, "--max_steps", 2,
+               "--per_device_batch_size", 2, "--report_to", "none", "--disable_tqdm", "--logging_steps", 1,
+               "--save_steps", 0, "--log_sample_ids"])
+    assert (output_dir / "data" / "dataset" / "dataset_dict.json").is_file()
+    assert (output_dir / "data" / "build_report.json").is_file()
+    assert [entry["step"] for entry in read_log(output_dir / "train_log.jsonl")] == [1, 2]
+    seen = [sample for entry in read_log(output_dir / "sample_ids" / "rank_0.jsonl") if "sample_ids" in entry
+            for batch in entry["sample_ids"] for sample in batch]
+    assert seen and all(sample.startswith("te") for sample in seen), seen  # pretraining uses the unlabelled te* records
+
+
 def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path):
     output_dir = tmp_path / "ddp"
     environment = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",

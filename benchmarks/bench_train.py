@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Pretraining throughput of PhysioMAE: windows/s for one optimizer step (forward + backward + AdamW).
+
+Two measurements per model size (`configs/tiny.yaml`, `configs/base.yaml` model fields):
+
+- `step`: the model alone on in-memory random windows (batch on the device, no data loading), timed over
+  `--steps` optimizer steps after warm-up; on CUDA also the peak memory.
+- `pipeline` (optional, `--pipeline`): `train.py` end to end on a synthetic Arrow dataset (data loading,
+  collation, logging included), read from the windows/s it logs.
+
+Results go to `benchmarks/results_train_<tag>.json`; `benchmarks/results_train.md` is regenerated from every
+such JSON file next to it (so CPU and GPU runs from different machines end up in one table).
+
+    python benchmarks/bench_train.py --tag cpu
+    python benchmarks/bench_train.py --tag gpu --device cuda --precisions no bf16 --pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+SIZES = {"tiny": REPO_ROOT / "configs" / "tiny.yaml", "base": REPO_ROOT / "configs" / "base.yaml"}
+
+
+def model_config_for(size: str, strategy: str = "mae_modality_drop"):
+    import train
+
+    model_args, _, training_args = train.parse_arguments(
+        [str(SIZES[size]), "--output_dir", "unused", "--strategy", strategy, "--dataset_dir", "unused"]
+    )
+    return train.build_model_config(model_args, training_args)
+
+
+def time_steps(size: str, device: str, precision: str, batch_size: int, steps: int, warmup: int) -> dict:
+    """Windows/s of forward + backward + clip + AdamW on random windows already on the device."""
+    from modeling_physiomae.modeling_physiomae import PhysioMAEForPreTraining
+
+    config = model_config_for(size)
+    torch.manual_seed(0)
+    model = PhysioMAEForPreTraining(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+    generator = torch.Generator(device=device).manual_seed(0)
+    input_values = torch.randn(batch_size, config.num_channels, config.window_length, device=device)
+    modality_mask = torch.ones(batch_size, config.num_modalities, dtype=torch.bool, device=device)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device) if precision == "fp16" else None
+
+    def one_step() -> float:
+        with torch.autocast(device_type=device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = model(input_values=input_values, modality_mask=modality_mask, generator=generator).loss
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    for _ in range(warmup):
+        one_step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    losses = [one_step() for _ in range(steps)]
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    result = {
+        "kind": "step", "size": size, "device": device, "precision": precision, "batch_size": batch_size,
+        "steps": steps, "seconds_per_step": elapsed / steps, "windows_per_s": batch_size * steps / elapsed,
+        "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "final_loss_finite": all(loss == loss and abs(loss) != float("inf") for loss in losses),
+        "threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return result
+
+
+def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps: int, num_workers: int,
+                  workdir: Path) -> dict:
+    """train.py end to end on a synthetic Arrow dataset; windows/s as logged (first logged interval excluded)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    import train
+    from tests.test_train import write_tiny_dataset
+
+    dataset = workdir / "dataset"
+    if not dataset.exists():
+        write_tiny_dataset(dataset, num_pretrain=max(4 * batch_size, 256), num_probe=4)
+    output_dir = workdir / f"pipeline-{size}-{precision}"
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    interval = max(1, steps // 4)
+    start = time.perf_counter()
+    train.main([str(SIZES[size]), "--dataset_dir", str(dataset), "--output_dir", str(output_dir),
+                "--overwrite_output_dir", "--max_steps", str(steps), "--per_device_batch_size", str(batch_size),
+                "--mixed_precision", precision, "--num_workers", str(num_workers), "--logging_steps", str(interval),
+                "--save_steps", "0", "--report_to", "none", "--disable_tqdm"])
+    wall = time.perf_counter() - start
+    log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    steady = [entry["windows_per_s"] for entry in log[1:] if entry.get("windows_per_s")]
+    return {
+        "kind": "pipeline", "size": size, "device": device, "precision": precision, "batch_size": batch_size,
+        "steps": steps, "num_workers": num_workers, "windows_per_s": sum(steady) / len(steady) if steady else None,
+        "wall_s_including_startup_and_export": wall, "final_loss": log[-1]["loss"],
+    }
+
+
+def render_markdown(folder: Path) -> str:
+    lines = [
+        "# Pretraining throughput (benchmarks/bench_train.py)",
+        "",
+        "Windows/s of one optimizer step (forward + backward + gradient clipping + AdamW) of",
+        "`PhysioMAEForPreTraining` with input modality dropout. `step` = model on in-memory random windows;",
+        "`pipeline` = `train.py` end to end (Arrow dataset, DataLoader, Accelerate, logging). Model sizes are the",
+        "model fields of `configs/tiny.yaml` (hidden 64, 2 layers) and `configs/base.yaml` (hidden 256, 8 layers,",
+        "8 heads, decoders 128 x 2). Every window is 13 channels x 3,000 samples (30 s at 100 Hz).",
+        "",
+    ]
+    for path in sorted(folder.glob("results_train_*.json")):
+        payload = json.loads(path.read_text())
+        machine = payload["machine"]
+        lines += [f"## {payload['tag']}: {machine['device_name']}", "",
+                  f"{machine['when']}, torch {machine['torch']}, {machine['cpu_count']} CPUs visible, "
+                  f"load average at start {machine['load_average']}. {payload.get('note', '')}", "",
+                  "| kind | size | device | precision | batch | threads / workers | windows/s | s/step | params (M) | peak GiB |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for row in payload["results"]:
+            if "error" in row:
+                lines.append(f"| {row['kind']} | {row['size']} | {row['device']} | {row['precision']} | "
+                             f"{row['batch_size']} | | failed: {row['error']} | | | |")
+                continue
+            seconds = row.get("seconds_per_step")
+            if seconds is None and row.get("windows_per_s"):
+                seconds = row["batch_size"] / row["windows_per_s"]
+            lines.append(
+                f"| {row['kind']} | {row['size']} | {row['device']} | {row['precision']} | {row['batch_size']} | "
+                f"{row.get('threads', row.get('num_workers', ''))} | "
+                f"{row['windows_per_s']:.1f} | {seconds:.3f} | {row.get('parameters_m', float('nan')):.2f} | "
+                f"{row.get('peak_memory_gib', float('nan')):.2f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tag", default="cpu", help="name of this machine's results file")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precisions", nargs="+", default=None, help="default: no on CPU, no + bf16 on CUDA")
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--batch_sizes", default=None, help="size=batch,... (default CPU tiny=16,base=16; CUDA 256)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU")
+    parser.add_argument("--pipeline", action="store_true", help="also time train.py end to end")
+    parser.add_argument("--pipeline_workers", type=int, default=0)
+    parser.add_argument("--results_dir", default=str(REPO_ROOT / "benchmarks"))
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precisions = args.precisions or (["no", "bf16"] if device == "cuda" else ["no"])
+    default_batch = {"tiny": 256, "base": 256} if device == "cuda" else {"tiny": 16, "base": 16}
+    if args.batch_sizes:
+        default_batch.update({key: int(value) for key, value in (item.split("=") for item in args.batch_sizes.split(","))})
+    steps = args.steps or (30 if device == "cuda" else 8)
+    results = []
+    for size in args.sizes:
+        for precision in precisions:
+            try:
+                row = time_steps(size, device, precision, default_batch[size], steps, warmup=3 if device == "cuda" else 2)
+            except Exception as error:  # record, keep going (e.g. out of memory)
+                row = {"kind": "step", "size": size, "device": device, "precision": precision,
+                       "batch_size": default_batch[size], "error": f"{type(error).__name__}: {error}"[:200]}
+            print(json.dumps(row), flush=True)
+            results.append(row)
+    if args.pipeline:
+        with tempfile.TemporaryDirectory(prefix="bench-train-") as workdir:
+            for size in args.sizes:
+                precision = precisions[-1]
+                row = time_pipeline(size, device, precision, default_batch[size], max(steps, 8),
+                                    args.pipeline_workers, Path(workdir))
+                print(json.dumps(row), flush=True)
+                results.append(row)
+    device_name = torch.cuda.get_device_name(0) if device == "cuda" else (platform.processor() or platform.machine())
+    payload = {
+        "tag": args.tag,
+        "note": args.note,
+        "machine": {"device_name": f"{device} ({device_name})", "torch": torch.__version__,
+                    "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "results": results,
+    }
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    target = results_dir / f"results_train_{args.tag}.json"
+    temporary = target.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(temporary, target)
+    markdown = results_dir / "results_train.md"
+    temporary = markdown.with_suffix(".md.tmp")
+    temporary.write_text(render_markdown(results_dir))
+    os.replace(temporary, markdown)
+    print(f"wrote {target} and {markdown}")
+
+
+if __name__ == "__main__":
+    main()
