@@ -584,7 +584,7 @@ def robustness_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask]) ->
     """Missing-modality robustness: balanced accuracy and macro AUROC with each modality removed at test time."""
     text = ["# Missing-modality robustness", "", "Probe fitted on full data; one modality removed at test time.", ""]
     for task in tasks:
-        modalities = sorted({m for row in rows for m in row["tasks"].get(task.name, {}).get("without_modality", {})})
+        modalities = sorted({modality for row in rows for modality in row["tasks"].get(task.name, {}).get("without_modality", {})})
         text += [f"## {task.name} (balanced accuracy / macro AUROC)", ""]
         header = ["variant", "all present"] + [f"without {modality}" for modality in modalities]
         text += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -832,7 +832,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
         for modality, channels in probing.DATASET_MODALITIES.items()
         if any(present_in_test[probing.DATASET_CHANNEL_NAMES.index(channel)] for channel in channels)
     ]
-    absent_modalities = [m for m in probing.DATASET_MODALITY_NAMES if m not in removable]
+    absent_modalities = [modality for modality in probing.DATASET_MODALITY_NAMES if modality not in removable]
 
     rows, exports, analyses = [], {}, {}
     logger.info("baseline %s", BASELINE_NAME)

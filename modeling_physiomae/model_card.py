@@ -32,7 +32,7 @@ def find_template(path: str | Path | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"model card template not found; looked at {[str(c) for c in candidates]}")
+    raise FileNotFoundError(f"model card template not found; looked at {[str(candidate) for candidate in candidates]}")
 
 
 @dataclass

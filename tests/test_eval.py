@@ -177,7 +177,7 @@ def test_fast_metrics_equal_scikit_learn():
     assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, predictions))
     assert metrics["macro_f1"] == pytest.approx(f1_score(labels, predictions, labels=np.unique(labels), average="macro", zero_division=0))
     assert metrics["cohen_kappa"] == pytest.approx(cohen_kappa_score(labels, predictions))
-    expected_auroc = np.mean([roc_auc_score(labels == k, probabilities[:, k]) for k in range(4)])
+    expected_auroc = np.mean([roc_auc_score(labels == class_index, probabilities[:, class_index]) for class_index in range(4)])
     assert metrics["macro_auroc"] == pytest.approx(expected_auroc)
     binary = (labels > 1).astype(int)
     scores = np.round(probabilities[:, 2] + probabilities[:, 3], 2)  # with ties
@@ -339,7 +339,7 @@ def test_exported_classifier_loads_in_fresh_process_and_reproduces_probe(synthet
         assert "modeling_physiomae" not in sys.modules, "our package leaked into the fresh process"
         data = np.load({str(tmp_path / 'inputs.npz')!r})
         channel_mask = data["channel_mask"]
-        modality_mask = np.stack([channel_mask[:, s].any(1) for s in model.config.modality_channel_slices.values()], 1)
+        modality_mask = np.stack([channel_mask[:, channels].any(1) for channels in model.config.modality_channel_slices.values()], 1)
         with torch.no_grad():
             logits = model(input_values=torch.from_numpy(data["input_values"]), modality_mask=torch.from_numpy(modality_mask)).logits
         np.save({str(tmp_path / 'logits.npy')!r}, logits.double().numpy())
