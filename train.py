@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
 
+import numpy as np
 import torch
 
 logger = logging.getLogger("physiomae.train")
@@ -405,10 +406,11 @@ def check_window_geometry(dataset, config) -> None:
 
 
 class WindowCollator:
-    """Stacks rows into a batch in the model's channel order (selected by channel name from the dataset's).
+    """Builds a batch in the model's channel order (channels selected by name from the dataset's).
 
     Returns `input_values` float32 (batch, model_channels, window_length), `modality_mask` bool
-    (batch, model_modalities) and `sample_ids` (list of "record:window").
+    (batch, model_modalities) and `sample_ids` (list of "record:window"). `__call__` takes a list of rows
+    (streaming); `from_arrays` takes whole-batch arrays (the fast map-style path, see `ArrowWindowDataset`).
     """
 
     def __init__(self, config, dataset_channel_names: list[str], dataset_modality_names: list[str]):
@@ -416,7 +418,9 @@ class WindowCollator:
         missing = [name for name in config.channel_names if name.lower() not in lowered]
         if missing:
             raise ValueError(f"model channels {missing} are not in the dataset's channels {dataset_channel_names}")
-        self.channel_index = torch.tensor([lowered.index(name.lower()) for name in config.channel_names])
+        self.num_dataset_channels = len(dataset_channel_names)
+        self.num_dataset_modalities = len(dataset_modality_names)
+        self.channel_index = np.array([lowered.index(name.lower()) for name in config.channel_names])
         self.identity_channels = self.channel_index.tolist() == list(range(len(dataset_channel_names)))
         # For each model modality: the dataset modality of the same name, or (by channels) None.
         self.modality_source = [
@@ -427,34 +431,87 @@ class WindowCollator:
             self.channel_index[config.modality_channel_slices[name]] for name in config.modality_names
         ]
 
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        input_values = torch.stack([torch.as_tensor(row["input_values"]) for row in rows])
+    def from_arrays(self, input_values: np.ndarray, modality_mask: np.ndarray, channel_mask: np.ndarray | None,
+                    records: list, windows: list) -> dict[str, Any]:
         # (batch, dataset_channels, window_length) -> (batch, model_channels, window_length)
         if not self.identity_channels:
-            input_values = input_values.index_select(1, self.channel_index)
-        input_values = input_values.float()
-        modality_mask = torch.stack([self.row_modality_mask(row) for row in rows])
-        sample_ids = [f"{row.get('record', '?')}:{int(row.get('window', -1))}" for row in rows]
-        return {"input_values": input_values, "modality_mask": modality_mask, "sample_ids": sample_ids}
-
-    def row_modality_mask(self, row: dict[str, Any]) -> torch.Tensor:
-        dataset_mask = torch.as_tensor(row["modality_mask"]).bool()
-        channel_mask = torch.as_tensor(row["channel_mask"]).bool() if "channel_mask" in row else None
+            input_values = input_values[:, self.channel_index]
         present = []
         for source, channel_index in zip(self.modality_source, self.modality_channel_index):
             if source is not None:
-                present.append(bool(dataset_mask[source]))
+                present.append(modality_mask[:, source])
             elif channel_mask is not None:
-                present.append(bool(channel_mask[channel_index].any()))
+                present.append(channel_mask[:, channel_index].any(axis=1))
             else:
-                present.append(True)
-        return torch.tensor(present, dtype=torch.bool)
+                present.append(np.ones(len(input_values), dtype=bool))
+        return {
+            "input_values": torch.from_numpy(np.asarray(input_values, dtype=np.float32)),
+            "modality_mask": torch.from_numpy(np.stack(present, axis=1).astype(bool)),  # (batch, model_modalities)
+            "sample_ids": [f"{record}:{int(window)}" for record, window in zip(records, windows)],
+        }
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        def stacked(name):
+            return np.stack([np.asarray(row[name]) for row in rows]) if name in rows[0] else None
+
+        return self.from_arrays(
+            stacked("input_values"), stacked("modality_mask").astype(bool),
+            None if stacked("channel_mask") is None else stacked("channel_mask").astype(bool),
+            [row.get("record", "?") for row in rows], [row.get("window", -1) for row in rows],
+        )
+
+
+def arrow_column_to_numpy(column, shape: tuple[int, ...]) -> np.ndarray:
+    """A fixed-shape (nested list / Array2D extension) Arrow column as one numpy array of `shape`."""
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    while True:
+        if hasattr(array, "storage"):  # datasets' Array2D extension type
+            array = array.storage
+        elif hasattr(array, "flatten") and hasattr(array.type, "value_type"):
+            array = array.flatten()
+        else:
+            break
+    return array.to_numpy(zero_copy_only=False).reshape(shape)
+
+
+class ArrowWindowDataset(torch.utils.data.Dataset):
+    """Map-style view of a split that hands the DataLoader whole batches (`__getitems__`) read straight from
+    Arrow: one take + one conversion per batch instead of one per row (about 2x faster on CPU)."""
+
+    def __init__(self, split_dataset, collator: WindowCollator):
+        self.dataset = split_dataset.with_format("arrow")
+        self.collator = collator
+        self.window_length = split_dataset.features["input_values"].shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        table = self.dataset[list(indices)]
+        batch_size = table.num_rows
+        names = table.column_names
+        collator = self.collator
+        return collator.from_arrays(
+            arrow_column_to_numpy(table.column("input_values"),
+                                  (batch_size, collator.num_dataset_channels, self.window_length)),
+            arrow_column_to_numpy(table.column("modality_mask"), (batch_size, collator.num_dataset_modalities)),
+            arrow_column_to_numpy(table.column("channel_mask"), (batch_size, collator.num_dataset_channels))
+            if "channel_mask" in names else None,
+            table.column("record").to_pylist() if "record" in names else ["?"] * batch_size,
+            table.column("window").to_pylist() if "window" in names else [-1] * batch_size,
+        )
+
+
+def batch_passthrough(batch: dict[str, Any]) -> dict[str, Any]:
+    """collate_fn of ArrowWindowDataset loaders: the dataset already built the batch."""
+    return batch
 
 
 def usable_row_indices(dataset, collator: WindowCollator) -> list[int] | None:
     """Rows with at least one of the model's modalities present (None: all rows usable)."""
-    import numpy as np
-
     modality_mask = np.asarray(dataset.with_format("numpy")["modality_mask"], dtype=bool)
     columns = [source for source in collator.modality_source if source is not None]
     if len(columns) != len(collator.modality_source):
@@ -536,10 +593,10 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
         )
         return TrainingData(dataloader, None, None, True, streamed, dropped)
 
-    dataset = split_dataset.with_format("torch")
+    dataset = ArrowWindowDataset(split_dataset, collator)
     sampler = EpochShuffleSampler(len(dataset), training_args.seed)
     dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=training_args.per_device_batch_size, sampler=sampler, collate_fn=collator,
+        dataset, batch_size=training_args.per_device_batch_size, sampler=sampler, collate_fn=batch_passthrough,
         num_workers=data_args.num_workers, drop_last=data_args.dataloader_drop_last,
         persistent_workers=data_args.num_workers > 0,
     )

@@ -131,7 +131,7 @@ def test_yaml_gives_defaults_and_command_line_wins(tmp_path, capsys):
     import train
 
     model_args, data_args, training_args = train.parse_arguments(
-        [TINY_YAML, "--output_dir", str(tmp_path), "--max_steps", "5", "--modalities", "eeg", "ecg"]
+        [TINY_YAML, "--output_dir", str(tmp_path), "--max_steps", "5", "--modalities", "eeg", "ecg", "--dataset_dir", "d"]
     )
     assert model_args.hidden_size == 64 and model_args.num_hidden_layers == 2  # from the YAML
     assert training_args.max_steps == 5 and training_args.output_dir == str(tmp_path)  # command line wins
@@ -143,6 +143,8 @@ def test_yaml_gives_defaults_and_command_line_wins(tmp_path, capsys):
         train.parse_arguments([str(bad_yaml), "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match="output_dir"):
         train.parse_arguments([TINY_YAML])
+    with pytest.raises(ValueError, match="--dataset_dir .* or --data_dir"):
+        train.parse_arguments([TINY_YAML, "--output_dir", str(tmp_path)])
     with pytest.raises(SystemExit) as exit_info:
         train.parse_arguments(["--help"])
     assert exit_info.value.code == 0
