@@ -11,7 +11,7 @@ The model sizes come from `configs/tiny.yaml` and `configs/base.yaml` (the keys 
 `PhysioMAEConfig` fields); without those files, hidden 64/2 layers/4 heads/decoder 32x1 and the
 config defaults (hidden 256, 8 layers, 8 heads).
 
-Usage: python benchmarks/bench_model.py [--threads 2] [--batch-size 32] [--repeats 5] [--output benchmarks/results_model.md]
+Usage: python benchmarks/bench_model.py [--threads 2] [--batch-size 32] [--warmup 5] [--repeats 9] [--output benchmarks/results_model.md]
 The machine's load average is printed with the result: on a shared machine wall-clock numbers move with it.
 """
 
@@ -59,15 +59,17 @@ def model_settings(name: str) -> tuple[dict, str]:
     return dict(FALLBACK_SIZES[name]), "built-in fallback"
 
 
-def time_calls(function, warmup: int, repeats: int) -> list[float]:
+def time_calls(function, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each timed call."""
     for _ in range(warmup):
         function()
-    durations = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
         function()
-        durations.append(time.perf_counter() - start)
-    return durations
+        wall.append(time.perf_counter() - start_wall)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def benchmark(name: str, batch_size: int, warmup: int, repeats: int) -> dict:
@@ -83,7 +85,7 @@ def benchmark(name: str, batch_size: int, warmup: int, repeats: int) -> dict:
         model.zero_grad(set_to_none=True)
         model(input_values, generator=generator).loss.backward()
 
-    step_times = time_calls(training_step, warmup, repeats)
+    step_times, step_cpu = time_calls(training_step, warmup, repeats)
 
     encoder = PhysioMAEModel(config).eval()
 
@@ -91,7 +93,7 @@ def benchmark(name: str, batch_size: int, warmup: int, repeats: int) -> dict:
         with torch.no_grad():
             encoder(input_values)
 
-    embed_times = time_calls(embed, warmup, repeats)
+    embed_times, _ = time_calls(embed, warmup, repeats)
     return {
         "name": name,
         "source": source,
@@ -104,6 +106,7 @@ def benchmark(name: str, batch_size: int, warmup: int, repeats: int) -> dict:
         "step_median": statistics.median(step_times),
         "step_min": min(step_times),
         "step_max": max(step_times),
+        "step_cpu_median": statistics.median(step_cpu),
         "embed_median": statistics.median(embed_times),
         "batch_size": batch_size,
     }
@@ -123,15 +126,16 @@ def markdown(results: list[dict], threads: int, repeats: int, warmup: int) -> st
         "`PhysioMAEModel` forward under `torch.no_grad` on all 180 tokens.",
         "",
         "| config | width / layers / heads | decoder | parameters (pretraining / encoder) | batch | "
-        "fwd+bwd per batch, median (min-max) | windows/s (training) | embedding per batch, median |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "fwd+bwd per batch, median (min-max) | process CPU per batch | windows/s (training) | embedding per batch, median |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
         lines.append(
             f"| {result['name']} (`{result['source']}`) | {result['hidden']} / {result['layers']} / {result['heads']} | "
             f"{result['decoder']} | {result['parameters'] / 1e6:.2f} M / {result['encoder_parameters'] / 1e6:.2f} M | "
             f"{result['batch_size']} | {result['step_median'] * 1e3:.0f} ms ({result['step_min'] * 1e3:.0f}-"
-            f"{result['step_max'] * 1e3:.0f}) | {result['batch_size'] / result['step_median']:.0f} | "
+            f"{result['step_max'] * 1e3:.0f}) | {result['step_cpu_median']:.2f} s | "
+            f"{result['batch_size'] / result['step_median']:.0f} | "
             f"{result['embed_median'] * 1e3:.0f} ms |"
         )
     return "\n".join(lines) + "\n"
@@ -141,8 +145,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--configs", nargs="+", default=["tiny", "paper"], choices=sorted(CONFIG_FILES))
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results_model.md")
     arguments = parser.parse_args()
