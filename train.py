@@ -3,13 +3,25 @@
 
 Usage::
 
-    python train.py configs/tiny.yaml --output_dir outputs/tiny --max_steps 200
-    accelerate launch train.py configs/base.yaml --output_dir outputs/base --dataset_dir data/physionet2018/dataset
-    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 train.py configs/tiny.yaml --output_dir outputs/ddp
+    python train.py configs/tiny.yaml --dataset_dir BUILD/dataset --output_dir outputs/tiny --max_steps 200
+    python train.py configs/tiny.yaml --data_dir RAW_CHALLENGE_FOLDER --output_dir outputs/tiny   # builds first
+    accelerate launch train.py configs/base.yaml --output_dir outputs/base        # GPU(s), bf16 from the YAML
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 train.py configs/tiny.yaml --dataset_dir D --output_dir O
 
 The optional first argument is a YAML file whose keys are the field names of the argument dataclasses
 below; its values become the defaults and the command line overrides them. `python train.py --help`
 lists every field.
+
+Strategies: mae_modality_drop (MAE + input modality dropout), mae (no dropout), mae_unimodal (one MAE per
+modality, `--modalities` picks them), contrastive_pairwise / contrastive_loo (late fusion, InfoNCE),
+random_init (no training: the seeded untrained model is exported).
+
+Steps are optimizer steps; each takes `gradient_accumulation_steps` consecutive batches of a continuous
+stream (epochs follow each other without a short final step). Every random draw is reproducible: data
+order from (seed, epoch), masking/modality dropout from a per-process generator (seed, process index)
+that is checkpointed, so a resumed run repeats the uninterrupted run's losses exactly (same seed, CPU).
+Exit codes: 0 done, 1 error (NaN/inf loss, failed push after a complete export, bad arguments or data),
+143/130 stopped by SIGTERM/SIGINT after saving a checkpoint.
 
 Output layout of a run (OUTPUT = --output_dir)::
 
@@ -445,7 +457,11 @@ class WindowCollator:
             else:
                 present.append(np.ones(len(input_values), dtype=bool))
         return {
-            "input_values": torch.from_numpy(np.asarray(input_values, dtype=np.float32)),
+            # float16 datasets stay float16 until they reach the device (half the bytes between processes and
+            # to the GPU); the training loop casts to float32 there.
+            "input_values": torch.from_numpy(
+                np.array(input_values, dtype=np.float16 if input_values.dtype == np.float16 else np.float32)
+            ),
             "modality_mask": torch.from_numpy(np.stack(present, axis=1).astype(bool)),  # (batch, model_modalities)
             "sample_ids": [f"{record}:{int(window)}" for record, window in zip(records, windows)],
         }
@@ -598,7 +614,7 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
     dataloader = torch.utils.data.DataLoader(
         dataset, batch_size=training_args.per_device_batch_size, sampler=sampler, collate_fn=batch_passthrough,
         num_workers=data_args.num_workers, drop_last=data_args.dataloader_drop_last,
-        persistent_workers=data_args.num_workers > 0,
+        persistent_workers=data_args.num_workers > 0, pin_memory=accelerator.device.type == "cuda",
     )
     dataloader = accelerator.prepare(dataloader)
     if len(dataloader) == 0:
@@ -894,12 +910,12 @@ class PretrainingRun:
     # -------------------------------------------------------------- one step
     def forward_batch(self, batch: dict[str, Any]):
         device = self.accelerator.device
-        input_values = batch["input_values"].to(device, non_blocking=True)
+        input_values = batch["input_values"].to(device, non_blocking=True).float()
         modality_mask = batch["modality_mask"].to(device, non_blocking=True)
         kwargs = {"generator": self.generator} if self.model_accepts_generator else {}
         return self.model(input_values=input_values, modality_mask=modality_mask, **kwargs)
 
-    def optimizer_step(self, batches: Iterator) -> tuple[StepRecord, float | None, list[list[str]]]:
+    def optimizer_step(self, batches: Iterator) -> tuple[StepRecord, torch.Tensor | None, list[list[str]]]:
         """One optimizer step over `gradient_accumulation_steps` batches; returns the reduced record."""
         accelerator = self.accelerator
         accumulation = self.args.gradient_accumulation_steps
@@ -907,7 +923,8 @@ class PretrainingRun:
         loss_sum = torch.zeros((), device=accelerator.device, dtype=torch.float64)
         modality_sum = torch.zeros(len(names), device=accelerator.device, dtype=torch.float64)
         modality_count = torch.zeros(len(names), device=accelerator.device, dtype=torch.float64)
-        windows, non_finite, seen_ids = 0, False, []
+        non_finite_count = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+        windows, seen_ids = 0, []
         self.model.train()
         for micro_step in range(accumulation):
             epoch, batch_index, batch = next(batches)
@@ -920,10 +937,10 @@ class PretrainingRun:
             with context:
                 outputs = self.forward_batch(batch)
                 loss = outputs.loss
-                if not torch.isfinite(loss.detach()):
-                    non_finite = True
-                    loss = torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)  # keep collectives in step
-                accelerator.backward(loss)
+                # No host sync here: a non-finite loss is counted on the device and acted on after the step's
+                # reduction; its backward runs on a zeroed loss so that every process stays in step.
+                non_finite_count += (~torch.isfinite(loss.detach())).double()
+                accelerator.backward(torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0))
             loss_sum += loss.detach().double()
             per_modality = getattr(outputs, "loss_per_modality", None)
             if per_modality is not None:
@@ -934,13 +951,13 @@ class PretrainingRun:
         if self.data.streaming is False and self.batch_in_epoch >= self.data.batches_per_epoch:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
-        flags = torch.tensor([float(windows), float(non_finite), float(self.signals.received), float(accumulation)],
+        flags = torch.tensor([float(windows), float(self.signals.received), float(accumulation)],
                              device=accelerator.device, dtype=torch.float64)
-        packed = torch.cat([loss_sum.reshape(1), modality_sum, modality_count, flags])
+        packed = torch.cat([loss_sum.reshape(1), modality_sum, modality_count, non_finite_count.reshape(1), flags])
         reduced = accelerator.reduce(packed, reduction="sum") if accelerator.num_processes > 1 else packed
         reduced = reduced.cpu()
         count = len(names)
-        total_windows, any_non_finite, signal_sum, total_batches = reduced[1 + 2 * count:].tolist()
+        any_non_finite, total_windows, signal_sum, total_batches = reduced[1 + 2 * count:].tolist()
         modality_sums, modality_counts = reduced[1:1 + count], reduced[1 + count:1 + 2 * count]
         record = StepRecord(
             loss=float(reduced[0] / total_batches),
@@ -958,7 +975,6 @@ class PretrainingRun:
             return record, grad_norm, seen_ids
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
             grad_norm = accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
-            grad_norm = float(grad_norm) if grad_norm is not None else None
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -1016,7 +1032,7 @@ class PretrainingRun:
                         "loss": record.loss,
                         "loss_per_modality": record.loss_per_modality,
                         "learning_rate": self.scheduler.get_last_lr()[0],
-                        "grad_norm": grad_norm,
+                        "grad_norm": float(grad_norm) if grad_norm is not None else None,
                         "windows_per_s": window_count / elapsed if elapsed > 0 else None,
                     }
                     if self.tag:
@@ -1367,8 +1383,7 @@ def cli() -> int:
         logger.warning("%s", stopped)
         return 130 if "SIGINT" in str(stopped) else 143
     except (NonFiniteLossError, PushToHubError, FileExistsError, FileNotFoundError, ValueError) as error:
-        logging.getLogger("physiomae.train").error("%s: %s", type(error).__name__, error)
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"train.py error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         return 1
     return 0
 
