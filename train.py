@@ -26,7 +26,7 @@ Exit codes: 0 done, 1 error (NaN/inf loss, failed push after a complete export, 
 Output layout of a run (OUTPUT = --output_dir)::
 
     OUTPUT/run_args.json                      every argument of the run (token redacted), written at start
-    OUTPUT/train_log.jsonl                    one JSON line per logged step
+    OUTPUT/train_log.jsonl                    one JSON line per logged step (loss = mean since the last line)
     OUTPUT/loss_curves.png                    loss (overall and per modality) and learning rate
     OUTPUT/checkpoints/checkpoint-STEP/       Accelerate state + trainer_state.json + rank_state_R.pt
     OUTPUT/export/                            the Hub-format model folder (save_for_hub)
@@ -731,6 +731,32 @@ class StepRecord:
     stop_signal: int
 
 
+class IntervalMeans:
+    """Running means of the loss (and each modality's) over the steps between two log lines."""
+
+    def __init__(self):
+        self.loss_total, self.steps = 0.0, 0
+        self.modality_totals: dict[str, float] = {}
+        self.modality_counts: dict[str, int] = {}
+
+    def add(self, record: StepRecord) -> None:
+        self.loss_total += record.loss
+        self.steps += 1
+        for name, value in record.loss_per_modality.items():
+            self.modality_totals.setdefault(name, 0.0)
+            self.modality_counts.setdefault(name, 0)
+            if value is not None:
+                self.modality_totals[name] += value
+                self.modality_counts[name] += 1
+
+    def loss(self) -> float:
+        return self.loss_total / max(1, self.steps)
+
+    def loss_per_modality(self) -> dict[str, float | None]:
+        return {name: (total / self.modality_counts[name] if self.modality_counts[name] else None)
+                for name, total in self.modality_totals.items()}
+
+
 class SignalCatcher:
     """Turns SIGTERM/SIGINT into a flag the loop checks after each step (a second SIGINT interrupts at once)."""
 
@@ -1003,6 +1029,7 @@ class PretrainingRun:
         progress = tqdm(total=self.steps, initial=self.global_step, desc=f"pretraining {self.tag}".strip(),
                         disable=self.args.disable_tqdm or not accelerator.is_local_main_process, dynamic_ncols=True)
         window_count, interval_start = 0, time.perf_counter()
+        interval = IntervalMeans()
         try:
             while self.global_step < self.steps:
                 generator_state = self.generator.get_state().clone()
@@ -1018,6 +1045,7 @@ class PretrainingRun:
                     )
                 self.global_step += 1
                 window_count += record.windows
+                interval.add(record)
                 if ids_handle is not None:
                     ids_handle.write(json.dumps({"step": self.global_step, "sample_ids": seen_ids}) + "\n")
                     ids_handle.flush()
@@ -1029,15 +1057,16 @@ class PretrainingRun:
                         "step": self.global_step,
                         "epoch": round(self.global_step * self.args.gradient_accumulation_steps
                                        / self.data.batches_per_epoch, 4) if self.data.batches_per_epoch else self.epoch,
-                        "loss": record.loss,
-                        "loss_per_modality": record.loss_per_modality,
+                        "loss": interval.loss(),  # mean over the steps since the previous line
+                        "loss_per_modality": interval.loss_per_modality(),
+                        "step_loss": record.loss,  # this step's loss alone
                         "learning_rate": self.scheduler.get_last_lr()[0],
                         "grad_norm": float(grad_norm) if grad_norm is not None else None,
                         "windows_per_s": window_count / elapsed if elapsed > 0 else None,
                     }
                     if self.tag:
                         entry["modality"] = self.tag
-                    window_count, interval_start = 0, time.perf_counter()
+                    window_count, interval_start, interval = 0, time.perf_counter(), IntervalMeans()
                     if log_handle is not None:
                         log_handle.write(json.dumps(entry) + "\n")
                         log_handle.flush()
