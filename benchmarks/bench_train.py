@@ -87,7 +87,7 @@ def time_steps(size: str, device: str, precision: str, batch_size: int, steps: i
     result = {
         "kind": "step", "size": size, "device": device, "precision": precision, "batch_size": batch_size,
         "steps": steps, "seconds_per_step": elapsed / steps, "windows_per_s": batch_size * steps / elapsed,
-        "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "parameters_m": sum(parameter.numel() for parameter in model.parameters()) / 1e6,
         "final_loss_finite": all(loss == loss and abs(loss) != float("inf") for loss in losses),
         "threads": torch.get_num_threads(),
     }
@@ -225,7 +225,7 @@ def main() -> None:
         "tag": args.tag,
         "note": args.note,
         "machine": {"device_name": f"{device} ({device_name})", "torch": torch.__version__,
-                    "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+                    "cpu_count": os.cpu_count(), "load_average": [round(load, 2) for load in os.getloadavg()],
                     "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         "results": results,
     }

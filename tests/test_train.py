@@ -255,7 +255,7 @@ def test_crash_mid_save_then_resume_reproduces_the_uninterrupted_run(tiny_datase
 
     # An explicit checkpoint path works as well (from step 4 again, same result).
     run_train(resume_arguments(tiny_dataset, interrupted, "--resume_from_checkpoint", checkpoints / "checkpoint-6"))
-    assert [entry["loss"] for entry in read_log(interrupted / "train_log.jsonl")] == [e["loss"] for e in straight_log]
+    assert [entry["loss"] for entry in read_log(interrupted / "train_log.jsonl")] == [entry["loss"] for entry in straight_log]
 
 
 def test_non_finite_loss_stops_naming_the_step_after_saving_the_last_good_state(tiny_dataset, tmp_path, monkeypatch):
@@ -317,7 +317,7 @@ def test_streaming_trains_from_an_iterable_dataset(tiny_dataset, tmp_path):
                              "--per_device_batch_size", 4, "--shuffle_buffer_size", 8, "--save_steps", 0,
                              "--log_sample_ids"))
     log = read_log(output_dir / "train_log.jsonl")
-    assert [entry["step"] for entry in log] == [1, 2, 3, 4] and all(math.isfinite(e["loss"]) for e in log)
+    assert [entry["step"] for entry in log] == [1, 2, 3, 4] and all(math.isfinite(entry["loss"]) for entry in log)
     steps = [entry for entry in read_log(output_dir / "sample_ids" / "rank_0.jsonl") if "sample_ids" in entry]
     assert all(len(entry["sample_ids"][0]) == 4 for entry in steps)
     assert (output_dir / "export" / "model.safetensors").is_file()
@@ -353,10 +353,10 @@ def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_datas
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
     per_rank = {rank: read_log(output_dir / "sample_ids" / f"rank_{rank}.jsonl") for rank in (0, 1)}
-    checksums = {rank: [e["parameter_checksum"] for e in entries if "parameter_checksum" in e] for rank, entries in per_rank.items()}
+    checksums = {rank: [entry["parameter_checksum"] for entry in entries if "parameter_checksum" in entry] for rank, entries in per_rank.items()}
     assert len(checksums[0]) == 1 and checksums[0] == checksums[1], "the two ranks ended with different weights"
-    steps = {rank: [e for e in entries if "sample_ids" in e] for rank, entries in per_rank.items()}
-    assert [e["step"] for e in steps[0]] == [e["step"] for e in steps[1]] == [1, 2, 3]
+    steps = {rank: [entry for entry in entries if "sample_ids" in entry] for rank, entries in per_rank.items()}
+    assert [entry["step"] for entry in steps[0]] == [entry["step"] for entry in steps[1]] == [1, 2, 3]
     for step_rank0, step_rank1 in zip(steps[0], steps[1]):
         ids_rank0 = {sample for batch in step_rank0["sample_ids"] for sample in batch}
         ids_rank1 = {sample for batch in step_rank1["sample_ids"] for sample in batch}
