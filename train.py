@@ -126,8 +126,8 @@ class DataArguments:
     data_dir: Optional[str] = field(
         default=None,
         metadata={
-            "help": "Raw challenge-layout folder (training/, test/, age-sex.csv). Built with the dataset builder into "
-            "--dataset_dir (default OUTPUT/data) first; an existing build there is reused."
+            "help": "Raw challenge-layout folder (training/, test/, age-sex.csv), built with the dataset builder first "
+            "(into --dataset_dir, default OUTPUT/data/dataset); an existing build there is reused."
         },
     )
     build_num_proc: Optional[int] = field(default=None, metadata={"help": "Processes of the dataset build (--data_dir)."})
@@ -329,9 +329,19 @@ def model_class_for(strategy: str):
 
 # ----------------------------------------------------------------------------------------- data
 def resolve_dataset_dir(data_args: DataArguments, output_dir: Path, accelerator) -> Path:
-    """The save_to_disk folder of the dataset; builds it from --data_dir first when asked to."""
+    """The save_to_disk folder of the dataset; builds it from --data_dir first when asked to.
+
+    --dataset_dir names the saved dataset (the builder's O/dataset) or the build folder O holding it. With
+    --data_dir an existing build there is reused; otherwise the builder writes O/dataset and
+    O/build_report.json, with O = the parent of --dataset_dir when that is named `dataset`, else --dataset_dir,
+    else OUTPUT/data.
+    """
+    candidate = Path(data_args.dataset_dir) if data_args.dataset_dir else None
     if data_args.data_dir:
-        build_root = Path(data_args.dataset_dir) if data_args.dataset_dir else output_dir / "data"
+        if candidate is None:
+            build_root = output_dir / "data"
+        else:
+            build_root = candidate.parent if candidate.name == "dataset" else candidate
         target = build_root / "dataset"
         if accelerator.is_main_process:
             if is_saved_dataset(target):
@@ -340,14 +350,14 @@ def resolve_dataset_dir(data_args: DataArguments, output_dir: Path, accelerator)
                 build_dataset(Path(data_args.data_dir), build_root, data_args.build_num_proc)
         accelerator.wait_for_everyone()
         return target
-    candidate = Path(data_args.dataset_dir)
     if is_saved_dataset(candidate):
         return candidate
     if is_saved_dataset(candidate / "dataset"):
         return candidate / "dataset"
     raise FileNotFoundError(
         f"--dataset_dir {candidate} holds no dataset saved with save_to_disk (looked for dataset_dict.json / "
-        f"dataset_info.json in it and in {candidate / 'dataset'})"
+        f"dataset_info.json in it and in {candidate / 'dataset'}); build it with `python -m "
+        f"dataset_scripts.physionet2018 build`, or pass --data_dir RAW_FOLDER to build it first"
     )
 
 

@@ -143,8 +143,10 @@ def test_yaml_gives_defaults_and_command_line_wins(tmp_path, capsys):
         train.parse_arguments([str(bad_yaml), "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match="output_dir"):
         train.parse_arguments([TINY_YAML])
+    no_data_yaml = tmp_path / "no-data.yaml"
+    no_data_yaml.write_text("hidden_size: 32\n")
     with pytest.raises(ValueError, match="--dataset_dir .* or --data_dir"):
-        train.parse_arguments([TINY_YAML, "--output_dir", str(tmp_path)])
+        train.parse_arguments([str(no_data_yaml), "--output_dir", str(tmp_path)])
     with pytest.raises(SystemExit) as exit_info:
         train.parse_arguments(["--help"])
     assert exit_info.value.code == 0
@@ -330,7 +332,8 @@ def test_data_dir_is_built_with_the_dataset_builder_first(tmp_path):
     cohort = tmp_path / "cohort"
     write_cohort(cohort, n_train=1, n_test=1, hours=0.05, seed=3)
     output_dir = tmp_path / "from-raw"
-    run_train([TINY_YAML, "--data_dir", cohort, "--output_dir", output_dir, "--max_steps", 2,
+    run_train([TINY_YAML, "--data_dir", cohort, "--dataset_dir", output_dir / "data" / "dataset",
+               "--output_dir", output_dir, "--max_steps", 2,
                "--per_device_batch_size", 2, "--report_to", "none", "--disable_tqdm", "--logging_steps", 1,
                "--save_steps", 0, "--log_sample_ids"])
     assert (output_dir / "data" / "dataset" / "dataset_dict.json").is_file()
