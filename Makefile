@@ -23,7 +23,7 @@ test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
 demo: $(VENV)/.installed
-	$(PY) -m scripts.demo --config configs/demo.yaml --output_dir outputs/demo
+	$(PY) run_experiment.py configs/demo.yaml
 
 clean:
 	rm -rf $(VENV) outputs

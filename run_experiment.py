@@ -1,0 +1,193 @@
+"""Run the whole PhysioMAE experiment from one YAML file: data -> dataset -> pretraining -> evaluation.
+
+    python run_experiment.py configs/demo.yaml                  # what `make demo` runs
+    python run_experiment.py configs/experiment_base.yaml       # the same on the real PhysioNet 2018 data
+
+Steps (each one a separate, resumable command that can also be run by hand):
+1. data: `data_dir` (a challenge-layout folder) or, when it is empty, a synthetic cohort generated with
+   `python -m dataset_scripts.synthetic_psg` into OUTPUT/cohort;
+2. dataset: `python -m dataset_scripts.physionet2018 build` into OUTPUT/data (reused when present);
+3. pretraining: `accelerate launch train.py TRAIN_CONFIG --strategy S` for every strategy, into OUTPUT/runs/S
+   (a finished run, one with OUTPUT/runs/S/export, is skipped);
+4. evaluation: `python eval.py EVAL_CONFIG --checkpoints OUTPUT/runs/*` into OUTPUT/eval;
+then the comparison table is printed with the location of every output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+STRATEGIES = ["mae_modality_drop", "mae", "mae_unimodal", "contrastive_pairwise", "contrastive_loo", "random_init"]
+
+
+@dataclass
+class ExperimentSettings:
+    """The experiment's YAML file (keys = field names)."""
+
+    output_dir: str = "outputs/demo"
+    data_dir: str | None = None  # challenge-layout folder; None -> generate a synthetic cohort
+    synthetic_train: int = 24
+    synthetic_test: int = 24
+    synthetic_hours: float = 1.0
+    synthetic_seed: int = 0
+    build_num_proc: int = 2
+    train_config: str = "configs/tiny.yaml"
+    train_args: list[str] = field(default_factory=list)  # extra train.py flags, e.g. ["--max_steps", "300"]
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    num_processes: int = 1  # processes per strategy (GPUs, or CPU processes through torchrun)
+    mixed_precision: str = "no"
+    eval_config: str = "configs/eval_tiny.yaml"
+    eval_args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "ExperimentSettings":
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SystemExit(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        settings = cls(**values)
+        bad = sorted(set(settings.strategies) - set(STRATEGIES))
+        if bad:
+            raise SystemExit(f"{path}: unknown strategies {bad}; choose from {STRATEGIES}")
+        return settings
+
+
+def run_step(title: str, command: list[str], env: dict[str, str] | None = None) -> None:
+    """Run one step in a subprocess, streaming its output; stop the experiment if it fails."""
+    print(f"\n=== {title}\n$ {shlex.join(command)}", flush=True)
+    started = time.perf_counter()
+    completed = subprocess.run(command, env={**os.environ, **(env or {})})
+    if completed.returncode != 0:
+        raise SystemExit(f"step '{title}' failed with exit code {completed.returncode}: {shlex.join(command)}")
+    print(f"=== {title}: done in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def prepare_data(settings: ExperimentSettings, output_dir: Path) -> Path:
+    """Return the raw challenge-layout folder, generating the synthetic cohort when none is given."""
+    if settings.data_dir:
+        return Path(settings.data_dir)
+    cohort_dir = output_dir / "cohort"
+    if (cohort_dir / "age-sex.csv").is_file():
+        print(f"=== synthetic cohort: reusing {cohort_dir}")
+        return cohort_dir
+    run_step(
+        "synthetic cohort",
+        [sys.executable, "-m", "dataset_scripts.synthetic_psg", "--out", str(cohort_dir),
+         "--train", str(settings.synthetic_train), "--test", str(settings.synthetic_test),
+         "--hours", str(settings.synthetic_hours), "--seed", str(settings.synthetic_seed)],
+    )
+    return cohort_dir
+
+
+def build_dataset(settings: ExperimentSettings, raw_dir: Path, output_dir: Path) -> Path:
+    """Build (or reuse) the windowed dataset; return the builder's output folder."""
+    data_dir = output_dir / "data"
+    if (data_dir / "dataset").is_dir():
+        print(f"=== dataset: reusing {data_dir / 'dataset'}")
+        return data_dir
+    run_step(
+        "dataset build",
+        [sys.executable, "-m", "dataset_scripts.physionet2018", "build", "--data_dir", str(raw_dir),
+         "--output_dir", str(data_dir), "--num_proc", str(settings.build_num_proc)],
+    )
+    return data_dir
+
+
+def launcher_command(settings: ExperimentSettings) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch` on GPUs or one CPU process; torchrun for several CPU processes.
+
+    `accelerate launch --cpu --num_processes 2` silently runs one process, so real CPU multi-process
+    goes through torchrun with ACCELERATE_USE_CPU=true (gloo).
+    """
+    import torch
+
+    if settings.num_processes > 1 and not torch.cuda.is_available():
+        return (
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(settings.num_processes)],
+            {"ACCELERATE_USE_CPU": "true"},
+        )
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
+               "--num_processes", str(settings.num_processes), "--mixed_precision", settings.mixed_precision,
+               "--dynamo_backend", "no"]
+    if settings.num_processes > 1:
+        command.append("--multi_gpu")
+    return command, {}
+
+
+def pretrain_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path) -> list[Path]:
+    """Pretrain every strategy; a run whose export exists is reused."""
+    launcher, env = launcher_command(settings)
+    run_dirs = []
+    for strategy in settings.strategies:
+        run_dir = output_dir / "runs" / strategy
+        run_dirs.append(run_dir)
+        if (run_dir / "export").is_dir():
+            print(f"=== pretraining {strategy}: reusing {run_dir}")
+            continue
+        run_step(
+            f"pretraining {strategy}",
+            launcher + ["train.py", settings.train_config, "--strategy", strategy,
+                        "--dataset_dir", str(data_dir), "--output_dir", str(run_dir),
+                        "--mixed_precision", settings.mixed_precision, *settings.train_args],
+            env,
+        )
+    return run_dirs
+
+
+def evaluate_all(settings: ExperimentSettings, data_dir: Path, run_dirs: list[Path], output_dir: Path) -> Path:
+    eval_dir = output_dir / "eval"
+    run_step(
+        "evaluation",
+        [sys.executable, "eval.py", settings.eval_config, "--dataset_dir", str(data_dir),
+         "--checkpoints", *map(str, run_dirs), "--output_dir", str(eval_dir), *settings.eval_args],
+    )
+    return eval_dir
+
+
+def print_summary(output_dir: Path, data_dir: Path, run_dirs: list[Path], eval_dir: Path) -> None:
+    table = eval_dir / "comparison.md"
+    print("\n" + "=" * 80)
+    print(table.read_text() if table.is_file() else f"(no comparison table at {table})")
+    print("Outputs:")
+    print(f"  dataset + build report     {data_dir}/dataset, {data_dir}/build_report.json")
+    for run_dir in run_dirs:
+        print(f"  {run_dir.name:<26} {run_dir}/export (Hub format), {run_dir}/loss_curves.png")
+    print(f"  comparison table           {eval_dir}/comparison.md, {eval_dir}/comparison.json")
+    print(f"  robustness, analyses       {eval_dir}/robustness.md, {eval_dir}/analysis/")
+    print(f"  task classifiers           {eval_dir}/*-sleep-staging, *-arousal, *-age")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="experiment YAML (see configs/demo.yaml)")
+    parser.add_argument("--output_dir", help="overrides the YAML's output_dir")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, help="overrides the YAML's strategies")
+    arguments = parser.parse_args(argv)
+    settings = ExperimentSettings.from_yaml(arguments.config)
+    if arguments.output_dir:
+        settings.output_dir = arguments.output_dir
+    if arguments.strategies:
+        settings.strategies = arguments.strategies
+    output_dir = Path(settings.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    raw_dir = prepare_data(settings, output_dir)
+    data_dir = build_dataset(settings, raw_dir, output_dir)
+    run_dirs = pretrain_all(settings, data_dir, output_dir)
+    eval_dir = evaluate_all(settings, data_dir, run_dirs, output_dir)
+    print_summary(output_dir, data_dir, run_dirs, eval_dir)
+    print(f"Experiment finished in {(time.perf_counter() - started) / 60:.1f} min.")
+
+
+if __name__ == "__main__":
+    main()
