@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset_scripts.challenge_io import EVENT_NAMES
+
 
 STAGE_NAMES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
 UNDEFINED_STAGE = -1
@@ -65,23 +67,7 @@ STAGE_MASK_TO_CODE: dict[str, int] = {
 TARGET_AROUSAL_PREFIX = "arousal_"
 NOT_SCORED_EVENT_PREFIX = "resp_"
 #: event names used in the challenge annotations (others with a known prefix are used and reported)
-KNOWN_EVENT_NAMES = frozenset(
-    {
-        "arousal_bruxism",
-        "arousal_noise",
-        "arousal_plm",
-        "arousal_rera",
-        "arousal_snore",
-        "arousal_spontaneous",
-        "resp_centralapnea",
-        "resp_cheynestokesbreath",
-        "resp_hypopnea",
-        "resp_hypoventilation",
-        "resp_mixedapnea",
-        "resp_obstructiveapnea",
-        "resp_partialobstructive",
-    }
-)
+KNOWN_EVENT_NAMES = frozenset(EVENT_NAMES)
 
 AROUSAL_MIN_SECONDS = 3.0
 #: padding of the challenge masks around events (seconds; the start additionally moves one sample earlier)
