@@ -18,10 +18,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from transformers import HfArgumentParser
 
 from modeling_physiomae import probing
+from modeling_physiomae.arguments import load_yaml_defaults, split_yaml_argument
 from modeling_physiomae.evaluation import EvaluationSettings, ProbeSettings, run_evaluation
 
 
@@ -58,19 +58,12 @@ class EvalArguments:
 def parse_arguments(argv: list[str]) -> EvalArguments:
     """`[config.yaml] [--flag value ...]`: the YAML sets defaults, the command line overrides them."""
     parser = HfArgumentParser(EvalArguments)
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        config_path = Path(argv[0])
-        if not config_path.is_file():
-            parser.error(f"config file {config_path} not found")
-        values = yaml.safe_load(config_path.read_text()) or {}
-        if not isinstance(values, dict):
-            parser.error(f"{config_path}: expected a mapping of argument names to values")
-        known = set(EvalArguments.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            parser.error(f"{config_path}: unknown argument(s) {unknown}")
-        parser.set_defaults(**values)
-        argv = argv[1:]
+    yaml_path, argv = split_yaml_argument(argv)
+    if yaml_path is not None:
+        try:
+            parser.set_defaults(**load_yaml_defaults(yaml_path, [EvalArguments], program="eval.py"))
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(str(error))
     (arguments,) = parser.parse_args_into_dataclasses(args=argv)
     return arguments
 

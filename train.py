@@ -217,30 +217,14 @@ def build_argument_parser():
     return parser
 
 
-def load_yaml_defaults(yaml_path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML config and check that every key is a field of the argument dataclasses."""
-    import yaml
-
-    path = Path(yaml_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    with open(path) as handle:
-        values = yaml.safe_load(handle) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
-    known = {item.name for cls in ARGUMENT_CLASSES for item in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; valid keys are the fields listed by `train.py --help`")
-    return values
-
-
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
     """YAML (optional first argument) gives defaults, the command line wins."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from modeling_physiomae.arguments import load_yaml_defaults, split_yaml_argument
+
+    yaml_path, argv = split_yaml_argument(sys.argv[1:] if argv is None else argv)
     parser = build_argument_parser()
-    if argv and argv[0].endswith((".yaml", ".yml")) and not argv[0].startswith("-"):
-        parser.set_defaults(**load_yaml_defaults(argv.pop(0)))
+    if yaml_path is not None:
+        parser.set_defaults(**load_yaml_defaults(yaml_path, ARGUMENT_CLASSES, program="train.py"))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     validate_arguments(model_args, data_args, training_args)
     return model_args, data_args, training_args
