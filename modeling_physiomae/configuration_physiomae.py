@@ -25,7 +25,44 @@ POOLING_MODES = ("mean", "per_modality")
 CONTRASTIVE_MODES = ("pairwise", "loo")
 
 
-class PhysioMAEConfig(PreTrainedConfig):
+class ModalityLayoutMixin:
+    """Channel-layout properties derived from `modalities` (ordered name -> channel names), `sampling_rate` and
+    `window_seconds`; shared by `PhysioMAEConfig` and `PhysioMAEFeatureExtractor` so that both agree."""
+
+    @property
+    def modality_names(self) -> list[str]:
+        """Modality names in input order."""
+        return list(self.modalities)
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.modalities)
+
+    @property
+    def channel_names(self) -> list[str]:
+        """All channel names in the order of `input_values`' channel axis."""
+        return [channel for channels in self.modalities.values() for channel in channels]
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def modality_channel_slices(self) -> dict[str, slice]:
+        """The slice of `input_values`' channel axis that holds each modality."""
+        slices, start = {}, 0
+        for name, channels in self.modalities.items():
+            slices[name] = slice(start, start + len(channels))
+            start += len(channels)
+        return slices
+
+    @property
+    def window_length(self) -> int:
+        """Samples per window (3,000 by default)."""
+        return int(round(self.window_seconds * self.sampling_rate))
+
+
+class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
     r"""
     Configuration of a PhysioMAE model: a multimodal transformer over overnight physiological
     recordings, pretrained by masked autoencoding with input modality dropout.
@@ -176,38 +213,6 @@ class PhysioMAEConfig(PreTrainedConfig):
         return json.dumps(config_dict, indent=2) + "\n"
 
     # ----------------------------------------------------------------- derived sizes
-    @property
-    def modality_names(self) -> list[str]:
-        """Modality names in input order."""
-        return list(self.modalities)
-
-    @property
-    def num_modalities(self) -> int:
-        return len(self.modalities)
-
-    @property
-    def channel_names(self) -> list[str]:
-        """All channel names in the order of `input_values`' channel axis."""
-        return [channel for channels in self.modalities.values() for channel in channels]
-
-    @property
-    def num_channels(self) -> int:
-        return len(self.channel_names)
-
-    @property
-    def modality_channel_slices(self) -> dict[str, slice]:
-        """The slice of `input_values`' channel axis that holds each modality."""
-        slices, start = {}, 0
-        for name, channels in self.modalities.items():
-            slices[name] = slice(start, start + len(channels))
-            start += len(channels)
-        return slices
-
-    @property
-    def window_length(self) -> int:
-        """Samples per window (3,000 by default)."""
-        return int(round(self.window_seconds * self.sampling_rate))
-
     @property
     def patch_length(self) -> int:
         """Samples per patch (100 by default)."""

@@ -19,7 +19,7 @@ from scipy import signal as scipy_signal
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
-from .configuration_physiomae import DEFAULT_MODALITIES
+from .configuration_physiomae import DEFAULT_MODALITIES, ModalityLayoutMixin
 
 
 logger = logging.get_logger(__name__)
@@ -116,7 +116,7 @@ class _RecordContext:
     raw_offsets: dict[str, float] = field(default_factory=dict)
 
 
-class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
+class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
     r"""
     Turns one overnight recording (named channels at any sampling rate) into PhysioMAE inputs: 30-s windows at
     100 Hz in the model's channel order, with per-window channel and modality masks.
@@ -292,38 +292,9 @@ class PhysioMAEFeatureExtractor(FeatureExtractionMixin):
         return output
 
     @property
-    def modality_names(self) -> list[str]:
-        return list(self.modalities)
-
-    @property
-    def num_modalities(self) -> int:
-        return len(self.modalities)
-
-    @property
-    def channel_names(self) -> list[str]:
-        """Canonical channel names in the order of the channel axis."""
-        return [channel for channels in self.modalities.values() for channel in channels]
-
-    @property
-    def num_channels(self) -> int:
-        return len(self.channel_names)
-
-    @property
     def channel_modality(self) -> list[str]:
         """Modality of each channel, in channel order."""
         return [name for name, channels in self.modalities.items() for _ in channels]
-
-    @property
-    def modality_channel_slices(self) -> dict[str, slice]:
-        slices, start = {}, 0
-        for name, channels in self.modalities.items():
-            slices[name] = slice(start, start + len(channels))
-            start += len(channels)
-        return slices
-
-    @property
-    def window_length(self) -> int:
-        return int(round(self.window_seconds * self.sampling_rate))
 
     # ----------------------------------------------------------------- channel names
     def _alias_lookup(self) -> dict[str, str]:
