@@ -4,7 +4,6 @@ of the task classifiers, the model card, and eval.py end to end (synthetic datas
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,27 +18,25 @@ from modeling_physiomae import probing
 from modeling_physiomae.analysis import attention_rollout, modality_tuning, rollout_analysis, summarize_rollout
 from modeling_physiomae.evaluation import build_task_classifier
 from modeling_physiomae.model_card import read_card_metadata
+from helpers import isolated_environment, tiny_config as shared_tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGE_FREQUENCIES_HZ = (10.0, 6.0, 13.0, 1.5, 4.5)  # W alpha, N1 theta, N2 spindles, N3 delta, REM saw-tooth
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
+EVAL_MODEL_SETTINGS = dict(
+    hidden_size=16,
+    intermediate_size=32,
+    tokenizer_conv_channels=4,
+    tokenizer_kernel_size=10,
+    tokenizer_stride=10,
+)
+"""Even smaller than the shared tiny sizes: the evaluation tests train and probe several encoders."""
+
+
 def tiny_config(**overrides) -> PhysioMAEConfig:
-    settings = dict(
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        tokenizer_conv_channels=4,
-        tokenizer_kernel_size=10,
-        tokenizer_stride=10,
-        decoder_hidden_size=16,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-    )
-    settings.update(overrides)
-    return PhysioMAEConfig(**settings)
+    return shared_tiny_config(**{**EVAL_MODEL_SETTINGS, **overrides})
 
 
 def tiny_encoder(seed: int = 0, **overrides) -> PhysioMAEModel:
@@ -346,8 +343,7 @@ def test_exported_classifier_loads_in_fresh_process_and_reproduces_probe(synthet
         print(model.config.id2label)
         """
     )
-    environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH",)}
-    environment.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="1")
+    environment = isolated_environment(tmp_path / "hf-home")
     completed = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120
     )

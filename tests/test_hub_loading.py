@@ -4,7 +4,6 @@ package, with identical outputs; export is atomic; pushing goes through a replac
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import pytest
 import torch
 
 from modeling_physiomae import (
-    PhysioMAEConfig,
     PhysioMAEFeatureExtractor,
     PhysioMAEForPreTraining,
     PhysioMAEForSequenceClassification,
@@ -28,23 +26,9 @@ from modeling_physiomae.hub_export import (
     push_to_hub,
     save_for_hub,
 )
+from helpers import isolated_environment, tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(**overrides) -> PhysioMAEConfig:
-    settings = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        decoder_hidden_size=16,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-        tokenizer_conv_channels=8,
-    )
-    settings.update(overrides)
-    return PhysioMAEConfig(**settings)
 
 
 def toy_recording(seconds: int = 65, sampling_rate: int = 200) -> dict[str, np.ndarray]:
@@ -169,8 +153,7 @@ def test_saved_folder_loads_through_every_auto_class_in_a_fresh_process(tmp_path
     script_dir = tmp_path / "script"
     script_dir.mkdir()
     (script_dir / "child.py").write_text(CHILD_SCRIPT)
-    environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH",)}
-    environment.update(HF_HOME=str(tmp_path / "fresh_hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    environment = isolated_environment(tmp_path / "fresh_hf_home", OMP_NUM_THREADS="1")
     completed = subprocess.run(
         [sys.executable, str(script_dir / "child.py"), str(hub_copy), str(work), str(REPO_ROOT)],
         cwd=work,

@@ -14,25 +14,13 @@ from modeling_physiomae import (
     PhysioMAEForSequenceClassification,
     PhysioMAEModel,
 )
+from helpers import tiny_config as shared_tiny_config
 
 SMALL_MODALITIES = {"eeg": ["C3-M2", "C4-M1"], "eog": ["E1-M2"], "resp": ["ABD", "CHEST"]}
 
 
 def tiny_config(modalities=SMALL_MODALITIES, **overrides) -> PhysioMAEConfig:
-    settings = dict(
-        modalities=modalities,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        decoder_hidden_size=16,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-        tokenizer_conv_channels=8,
-    )
-    settings.update(overrides)
-    return PhysioMAEConfig(**settings)
+    return shared_tiny_config(**{"modalities": modalities, "decoder_intermediate_size": 32, **overrides})
 
 
 def random_windows(config: PhysioMAEConfig, batch_size: int, seed: int = 0) -> torch.Tensor:

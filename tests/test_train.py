@@ -75,6 +75,8 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from helpers import isolated_environment  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = str(REPO_ROOT / "configs" / "tiny.yaml")
 MAE_STRATEGIES = ("mae_modality_drop", "mae", "mae_unimodal")
@@ -404,8 +406,7 @@ def test_export_loads_with_trust_remote_code_in_a_fresh_process(tiny_dataset, tm
 
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    environment.update(HF_HOME=str(tmp_path / "fresh-hf-home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    environment = isolated_environment(tmp_path / "fresh-hf-home", OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(folder), str(tmp_path / "inputs.pt"),
                              str(tmp_path / "pooled.pt")], cwd=workdir, env=environment, capture_output=True,
                             text=True, timeout=300)
