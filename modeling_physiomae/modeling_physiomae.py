@@ -657,6 +657,9 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
     `config.fusion`), final layer norm, pooled embedding over present tokens.
     """
 
+    # A pretraining or contrastive checkpoint also holds heads the encoder does not use.
+    _keys_to_ignore_on_load_unexpected = [r"decoders\.", r"projections\.", r"logit_scale"]
+
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
         self.embeddings = PhysioMAEEmbeddings(config)
@@ -943,6 +946,8 @@ class PhysioMAEForSequenceClassification(PhysioMAEPreTrainedModel):
     """
 
     accepts_loss_kwargs = False
+    # Fine-tuning starts from a pretraining or contrastive checkpoint: its heads are not needed.
+    _keys_to_ignore_on_load_unexpected = [r"decoders\.", r"projections\.", r"logit_scale"]
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
