@@ -241,23 +241,8 @@ def check_dataset_layout(split, dataset_dir) -> None:
         )
 
 
-def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_fraction: float = 0.5) -> ProbeData:
-    """The real 60-s challenge excerpts as probe-train / probe-test (sleep staging only).
-
-    Each `seg-NNNN` folder is read with wfdb (signals) and `-arousal.mat` (stage masks; `.arousal` notes at
-    sample 0 are lost by `wfdb.rdann`), preprocessed by `PhysioMAEFeatureExtractor.preprocess_record` (the
-    single preprocessing implementation) and cut into 30-s windows. The split is by a sha1 hash of the segment
-    name (`test_fraction` of segments to probe-test). Unreadable segments are skipped and counted. `limit`
-    keeps that many segments, evenly spaced over the record list.
-    """
-    import datasets
-    import wfdb
-
-    from dataset_scripts.labels import read_arousal_masks, window_labels
-
-    from .feature_extraction_physiomae import PhysioMAEFeatureExtractor
-
-    segments_dir = Path(segments_dir)
+def _real_segment_names(segments_dir: Path, limit: int | None) -> list[str]:
+    """Segment names from RECORDS (or the sub-folders); with `limit`, that many evenly spaced over the list."""
     records_file = segments_dir / "RECORDS"
     if records_file.is_file():
         names = [line.strip().rstrip("/") for line in records_file.read_text().splitlines() if line.strip()]
@@ -268,68 +253,52 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
     if limit is not None and limit < len(names):
         # evenly spaced over the list (RECORDS is grouped by stage: its first N would hold a single stage)
         names = [names[index] for index in np.unique(np.linspace(0, len(names) - 1, limit).round().astype(int))]
-    extractor = PhysioMAEFeatureExtractor()
-    rows = {key: [] for key in ("input_values", "channel_mask", "modality_mask", "sleep_stage", "arousal", "age", "sex", "record", "window")}
-    skipped: dict[str, str] = {}
-    undefined_windows = 0
-    modality_slices = list(probing.DATASET_MODALITIES.values())
-    for name in names:
-        base = segments_dir / name / name
-        try:
-            record = wfdb.rdrecord(str(base))
-            signals = np.asarray(record.p_signal, dtype=np.float64).T  # (samples, channels) -> (channels, samples)
-            labels = read_arousal_masks(str(base) + "-arousal.mat", num_samples=signals.shape[1])
-            samples_per_window = int(round(30 * record.fs))
-            stages = window_labels(labels, samples_per_window).sleep_stage
-            preprocessed = extractor.preprocess_record(signals, list(record.sig_name), int(record.fs))
-            windows, channel_mask = extractor.cut_windows(preprocessed)
-        except Exception as error:  # noqa: BLE001 - a bad segment is skipped with its reason, never silently
-            skipped[name] = f"{type(error).__name__}: {error}"
-            continue
-        windows = np.asarray(windows)
-        channel_mask = np.asarray(channel_mask, dtype=bool)
-        for window_index in range(min(len(windows), len(stages))):
-            stage = int(stages[window_index])
-            undefined_windows += stage < 0
-            rows["input_values"].append(windows[window_index].astype(np.float16))
-            rows["channel_mask"].append(channel_mask[window_index].tolist())
-            channel_names = probing.DATASET_CHANNEL_NAMES
-            mask = channel_mask[window_index]
-            rows["modality_mask"].append(
-                [bool(any(mask[channel_names.index(channel)] for channel in channels)) for channels in modality_slices]
-            )
-            rows["sleep_stage"].append(stage)
-            rows["arousal"].append(-1)
-            rows["age"].append(-1.0)
-            rows["sex"].append(-1)
-            rows["record"].append(name)
-            rows["window"].append(window_index)
-    if not rows["record"]:
-        raise ValueError(f"real segments: no usable windows in {segments_dir}; skipped {skipped}")
-    features = datasets.Features(
-        {
-            "input_values": datasets.Array2D(shape=(len(probing.DATASET_CHANNEL_NAMES), rows["input_values"][0].shape[-1]), dtype="float16"),
-            "channel_mask": datasets.Sequence(datasets.Value("bool"), length=len(probing.DATASET_CHANNEL_NAMES)),
-            "modality_mask": datasets.Sequence(datasets.Value("bool"), length=len(probing.DATASET_MODALITY_NAMES)),
-            "sleep_stage": datasets.ClassLabel(names=probing.SLEEP_STAGE_NAMES),
-            "arousal": datasets.Value("int8"),
-            "age": datasets.Value("float32"),
-            "sex": datasets.ClassLabel(names=["F", "M"]),
-            "record": datasets.Value("string"),
-            "window": datasets.Value("int32"),
-        }
-    )
-    table = datasets.Dataset.from_dict(rows, features=features)
-    is_test = np.asarray([probing.record_split_is_test(record, test_fraction) for record in rows["record"]])
+    return names
+
+
+def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_fraction: float = 0.5) -> ProbeData:
+    """The real 60-s challenge excerpts as probe-train / probe-test (sleep staging only).
+
+    The segments are built by the project's dataset builder (`dataset_scripts.physionet2018.PhysioNet2018`:
+    the same reading, labels and preprocessing as every other dataset), in a temporary folder that links the
+    chosen segments. The builder's own ~22 % split is replaced by a split by sha1 of the segment name with
+    `test_fraction` of the segments in probe-test. Skipped segments are reported with the builder's reason.
+    `limit` keeps that many segments, evenly spaced over the record list.
+    """
+    import tempfile
+
+    import datasets
+
+    from dataset_scripts.physionet2018 import PhysioNet2018
+
+    segments_dir = Path(segments_dir)
+    names = _real_segment_names(segments_dir, limit)
+    with tempfile.TemporaryDirectory(prefix="physiomae-real-segments-") as workdir:
+        subset_dir = Path(workdir) / "segments"
+        subset_dir.mkdir()
+        for name in names:
+            (subset_dir / name).symlink_to((segments_dir / name).resolve(), target_is_directory=True)
+        (subset_dir / "RECORDS").write_text("".join(f"{name}/\n" for name in names))
+        builder = PhysioNet2018(data_dir=str(subset_dir), cache_dir=str(Path(workdir) / "cache"))
+        builder.download_and_prepare()
+        splits = builder.as_dataset(in_memory=True)  # in memory: the cache goes with the temporary folder
+        parts = [split for split in splits.values() if len(split)]
+        if not parts:
+            raise ValueError(f"real segments: no usable windows in {segments_dir}")
+        table = datasets.concatenate_datasets(parts)
+        report = builder.build_report
+    records = table["record"]
+    is_test = np.asarray([probing.record_split_is_test(record, test_fraction) for record in records])
     train = table.select(np.flatnonzero(~is_test))
     test = table.select(np.flatnonzero(is_test))
+    skipped = {name: entry.get("reason") for name, entry in report["records"].items() if entry["status"] != "built"}
     return ProbeData(
         train,
         test,
         probing.read_split_table(train),
         probing.read_split_table(test),
         description=(
-            f"{len(set(rows['record']))} real PhysioNet/CinC 2018 60-s segments from {segments_dir.name} "
+            f"{len(set(records))} real PhysioNet/CinC 2018 60-s segments from {segments_dir.name} "
             f"(split by sha1 of the segment name, {test_fraction:.0%} of segments to probe-test)"
         ),
         is_real_segments=True,
@@ -337,8 +306,8 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
         report={
             "segments_requested": len(names),
             "segments_skipped": skipped,
-            "windows": len(rows["record"]),
-            "windows_with_undefined_stage": int(undefined_windows),
+            "windows": len(records),
+            "windows_with_undefined_stage": int(np.sum(np.asarray(table["sleep_stage"]) < 0)),
             "test_fraction": test_fraction,
         },
     )
