@@ -15,7 +15,8 @@ What it measures (every number is a median over `--steps` timed repeats after `-
    backward (matmul, SDPA, convolution; element-wise work and the optimizer are not counted), divided by the
    median step time; as a fraction of the FLOP/s of a plain matrix multiply of the same width measured in
    the same run: `(tokens x hidden) @ (hidden x 4*hidden)` forward + backward in the same precision, with
-   `tokens` = batch x the tokens PhysioMAE's encoder sees per window (the visible ones).
+   `tokens` = batch x the tokens PhysioMAE's encoder sees per window (the visible ones), repeated back to back
+   within each timed call (about 0.2 s) so that it is timed warm.
 3. Embedding extraction windows/s: `PhysioMAEModel` (all tokens, no masking) under `torch.no_grad`, batch 64.
 4. Data loading windows/s: the DataLoader train.py builds (`train.build_training_data`: `with_format("torch")`,
    its sampler, collator, batch size and `num_workers` from the size's YAML, `accelerator.prepare`) over a
