@@ -23,6 +23,8 @@ FUSION_MODES = ("early", "late")
 MODALITY_DROPOUT_MODES = ("batch", "sample")
 POOLING_MODES = ("mean", "per_modality")
 CONTRASTIVE_MODES = ("pairwise", "loo")
+DECODER_TYPES = ("in_place", "cross_attention")
+RECONSTRUCTION_TARGETS = ("waveform", "log_band_power", "waveform+log_band_power")
 
 
 class ModalityLayoutMixin:
@@ -127,6 +129,18 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             Width of the decoder MLP; defaults to `4 * decoder_hidden_size`.
         norm_patch_loss (`bool`, *optional*, defaults to `False`):
             Reconstruct each patch normalised by its own mean and variance (ViT-MAE's norm_pix_loss).
+        decoder_type (`str`, *optional*, defaults to `"in_place"`):
+            `"in_place"` (ViT-MAE): one decoder over the whole token sequence, the visible encoder tokens in
+            their places and a mask token everywhere else, each with a decoder modality embedding and fixed
+            sin-cos time positions, then one linear head per modality. `"cross_attention"`: one decoder
+            per modality whose queries (mask token + learned time positions) only cross-attend to the
+            visible tokens. Measured on real PhysioNet 2018 excerpts (README, "Real-data study").
+        reconstruction_target (`str`, *optional*, defaults to `"waveform+log_band_power"`):
+            What the decoders rebuild per hidden patch and channel: `"waveform"` (the samples),
+            `"log_band_power"` (log mean power in each of `SPECTRAL_BANDS_HZ` that the patch resolves,
+            Hann-windowed FFT), or both (each part weighs half of the modality's loss). Targets are
+            standardised per dimension with statistics of the training data (see
+            `PhysioMAEForPreTraining.set_target_statistics`).
         contrastive_loss (`str`, *optional*):
             For `PhysioMAEForContrastivePreTraining`: `"pairwise"` (CLIP-style, every modality pair)
             or `"loo"` (each modality against the mean of the others).
@@ -166,6 +180,8 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
         decoder_num_attention_heads: int = 4,
         decoder_intermediate_size: int | None = None,
         norm_patch_loss: bool = False,
+        decoder_type: str = "in_place",
+        reconstruction_target: str = "waveform+log_band_power",
         contrastive_loss: str | None = None,
         contrastive_temperature: float = 0.1,
         projection_dim: int = 128,
@@ -199,6 +215,8 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             decoder_intermediate_size if decoder_intermediate_size is not None else 4 * decoder_hidden_size
         )
         self.norm_patch_loss = norm_patch_loss
+        self.decoder_type = decoder_type
+        self.reconstruction_target = reconstruction_target
         self.contrastive_loss = contrastive_loss
         self.contrastive_temperature = contrastive_temperature
         self.projection_dim = projection_dim
@@ -269,6 +287,8 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             ("modality_dropout_mode", MODALITY_DROPOUT_MODES),
             ("fusion", FUSION_MODES),
             ("pooling", POOLING_MODES),
+            ("decoder_type", DECODER_TYPES),
+            ("reconstruction_target", RECONSTRUCTION_TARGETS),
         ):
             if getattr(self, field) not in allowed:
                 fail(field, f"must be one of {allowed}, got {getattr(self, field)!r}")

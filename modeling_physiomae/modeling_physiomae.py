@@ -86,13 +86,24 @@ class PhysioMAEForPreTrainingOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`):
-            Mean over modalities (those with at least one hidden patch in the batch) of the MSE between
-            reconstructed and true patches of that modality, averaged over its hidden patches.
+            Mean over modalities (those with at least one hidden patch in the batch) of the weighted MSE
+            between predicted and true standardised targets of that modality, averaged over its hidden
+            patches (each target part weighs equally; see `PhysioMAEForPreTraining.forward_loss`).
         loss_per_modality (`torch.FloatTensor` of shape `(num_modalities,)`):
             The per-modality MSE; NaN where a modality had no hidden patch in the batch.
         reconstruction (`torch.FloatTensor` of shape `(batch_size, num_channels, window_length)`):
-            The decoders' prediction of every patch (hidden or not) in `input_values`' layout. With
+            The waveform part of the decoders' prediction of every patch (hidden or not) in `input_values`'
+            layout and units (`None` when `reconstruction_target` has no waveform part). With
             `norm_patch_loss=True` it is in per-patch normalised units.
+        predicted_targets (`tuple(torch.FloatTensor)`): per modality `(batch_size, num_patches, target_size)`,
+            the prediction in standardised target units (waveform and/or log band powers, see the config).
+        targets (`tuple(torch.FloatTensor)`): the true standardised targets, same shapes.
+        reconstruction_error_sum (`torch.FloatTensor` of shape `(num_modalities,)`):
+            Per modality, the sum over hidden patches of the weighted squared error (the loss's numerator).
+        reconstruction_reference_sum (`torch.FloatTensor` of shape `(num_modalities,)`):
+            The same sum for a prediction of the training mean of every target dimension. Summed over a
+            held-out set, `error / reference` is the relative reconstruction error (1 - R^2): 1.0 means
+            "learned nothing".
         mask (`torch.FloatTensor` of shape `(batch_size, num_modalities * num_patches)`):
             1 where the token was hidden from the encoder and is scored by the loss, 0 where it was
             visible or its modality is absent.
@@ -115,6 +126,10 @@ class PhysioMAEForPreTrainingOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     loss_per_modality: torch.FloatTensor | None = None
     reconstruction: torch.FloatTensor | None = None
+    predicted_targets: tuple[torch.FloatTensor, ...] | None = None
+    targets: tuple[torch.FloatTensor, ...] | None = None
+    reconstruction_error_sum: torch.FloatTensor | None = None
+    reconstruction_reference_sum: torch.FloatTensor | None = None
     mask: torch.FloatTensor | None = None
     ids_restore: torch.LongTensor | None = None
     dropped_modality: torch.LongTensor | None = None
@@ -351,6 +366,55 @@ def random_uniform(shape, generator: torch.Generator | None, device: torch.devic
     return torch.rand(shape, generator=generator, device=draw_device).to(device)
 
 
+# Bands (Hz) of the `log_band_power` reconstruction target; a band is used when the patch's FFT resolves it.
+SPECTRAL_BANDS_HZ: tuple[tuple[float, float], ...] = (
+    (0.5, 4.0),  # delta
+    (4.0, 8.0),  # theta
+    (8.0, 12.0),  # alpha
+    (12.0, 16.0),  # sigma (spindles)
+    (16.0, 30.0),  # beta
+    (30.0, 50.0),  # gamma / muscle
+)
+
+
+def spectral_band_matrix(patch_length: int, sampling_rate: int) -> torch.Tensor:
+    """`(num_frequencies, num_bands)` averaging matrix from the patch's rFFT bins to `SPECTRAL_BANDS_HZ`.
+
+    Bands that hold no FFT bin at this patch length / sampling rate are left out.
+    """
+    frequencies = torch.fft.rfftfreq(patch_length, d=1.0 / sampling_rate)
+    columns = []
+    for low, high in SPECTRAL_BANDS_HZ:
+        in_band = ((frequencies >= low) & (frequencies < high)).float()
+        if in_band.sum() > 0:
+            columns.append(in_band / in_band.sum())
+    return torch.stack(columns, dim=1)
+
+
+def log_band_powers(patches: torch.Tensor, band_matrix: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """`(batch, P, channels, L)` -> `(batch, P, channels * num_bands)`: log mean power of each band.
+
+    Hann-windowed FFT of each patch, power normalised by the window's energy, averaged over the band's bins.
+    """
+    window = torch.hann_window(patches.shape[-1], periodic=False, dtype=patches.dtype, device=patches.device)
+    spectrum = torch.fft.rfft(patches * window, dim=-1)  # (batch, P, channels, F)
+    power = spectrum.real.pow(2) + spectrum.imag.pow(2)
+    power = power / window.pow(2).sum()
+    band_power = power @ band_matrix.to(power.dtype)  # (batch, P, channels, bands)
+    return torch.log(band_power + eps).flatten(2)
+
+
+def sincos_position_embeddings(num_positions: int, width: int) -> torch.Tensor:
+    """Fixed 1-D sin-cos position embeddings `(num_positions, width)` (Transformer / ViT-MAE)."""
+    half = width // 2
+    frequencies = 1.0 / (10000.0 ** (torch.arange(half, dtype=torch.float64) / max(half, 1)))
+    angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * frequencies[None, :]
+    embeddings = torch.zeros(num_positions, width, dtype=torch.float64)
+    embeddings[:, 0 : 2 * half : 2] = torch.sin(angles)
+    embeddings[:, 1 : 2 * half : 2] = torch.cos(angles)
+    return embeddings.float()
+
+
 # ----------------------------------------------------------------------------------------------
 # Embeddings
 # ----------------------------------------------------------------------------------------------
@@ -568,10 +632,10 @@ class PhysioMAEModalityDecoder(nn.Module):
     token (which plays the role of the modality embedding, as the decoder belongs to one modality)
     plus its time-position embedding for each of the modality's `num_patches` positions; they
     cross-attend to the projected visible tokens, pass a small transformer, and a linear layer maps
-    each to a patch of `num_channels * patch_length` values.
+    each to the modality's reconstruction target (`target_size` values per patch).
     """
 
-    def __init__(self, config: PhysioMAEConfig, num_channels: int):
+    def __init__(self, config: PhysioMAEConfig, target_size: int):
         super().__init__()
         self.config = config
         self.encoder_projection = nn.Linear(config.hidden_size, config.decoder_hidden_size)
@@ -579,7 +643,7 @@ class PhysioMAEModalityDecoder(nn.Module):
         self.time_position_embeddings = nn.Parameter(torch.zeros(1, config.num_patches, config.decoder_hidden_size))
         self.layers = nn.ModuleList([PhysioMAEDecoderLayer(config) for _ in range(config.decoder_num_hidden_layers)])
         self.layernorm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
-        self.prediction = nn.Linear(config.decoder_hidden_size, num_channels * config.patch_length)
+        self.prediction = nn.Linear(config.decoder_hidden_size, target_size)
 
     def initialize_weights(self) -> None:
         std = self.config.initializer_range
@@ -592,7 +656,7 @@ class PhysioMAEModalityDecoder(nn.Module):
             encoder_hidden_states (`(batch, num_visible, hidden_size)`): encoder output.
             encoder_token_mask (`(batch, num_visible)` bool): real (non-padding) visible tokens.
         Returns:
-            `(batch, num_patches, num_channels * patch_length)` predicted patches.
+            `(batch, num_patches, target_size)` predicted targets.
         """
         batch_size = encoder_hidden_states.shape[0]
         memory = self.encoder_projection(encoder_hidden_states)  # (batch, num_visible, decoder_hidden)
@@ -601,6 +665,80 @@ class PhysioMAEModalityDecoder(nn.Module):
         for layer in self.layers:
             queries = layer(queries, memory, memory_mask)
         return self.prediction(self.layernorm(queries))
+
+
+class PhysioMAEInPlaceDecoder(nn.Module):
+    """
+    ViT-MAE-style decoder shared by all modalities. The visible encoder tokens are projected to the
+    decoder width and put back in their places in the full modality-major sequence; every hidden token
+    (dropped modality included) is a learned mask token. A decoder modality embedding and fixed sin-cos
+    time positions are added to all tokens, a small pre-norm transformer runs over the sequence (absent
+    modalities excluded as keys; attention blocked across modalities for late fusion), and one linear
+    head per modality maps each of its tokens to that modality's target size.
+    """
+
+    def __init__(self, config: PhysioMAEConfig, target_sizes: list[int]):
+        super().__init__()
+        self.config = config
+        decoder_config = copy.deepcopy(config)
+        decoder_config.hidden_size = config.decoder_hidden_size
+        decoder_config.num_hidden_layers = config.decoder_num_hidden_layers
+        decoder_config.num_attention_heads = config.decoder_num_attention_heads
+        decoder_config.intermediate_size = config.decoder_intermediate_size
+        self.encoder_projection = nn.Linear(config.hidden_size, config.decoder_hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        self.modality_embeddings = nn.Parameter(torch.zeros(config.num_modalities, config.decoder_hidden_size))
+        self.register_buffer(
+            "time_position_embeddings",
+            sincos_position_embeddings(config.num_patches, config.decoder_hidden_size),
+            persistent=False,
+        )
+        self.layers = nn.ModuleList([PhysioMAELayer(decoder_config) for _ in range(config.decoder_num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.heads = nn.ModuleList([nn.Linear(config.decoder_hidden_size, size) for size in target_sizes])
+
+    def initialize_weights(self) -> None:
+        std = self.config.initializer_range
+        init.trunc_normal_(self.mask_token, std=std, a=-2 * std, b=2 * std)
+        init.trunc_normal_(self.modality_embeddings, std=std, a=-2 * std, b=2 * std)
+
+    def forward(
+        self,
+        encoder_hidden_states: torch.Tensor,
+        ids_keep: torch.LongTensor,
+        kept: torch.BoolTensor,
+        token_present: torch.BoolTensor,
+    ) -> list[torch.Tensor]:
+        """
+        Args:
+            encoder_hidden_states (`(batch, max_visible, hidden_size)`): encoder output of the visible tokens.
+            ids_keep (`(batch, max_visible)` long): their positions in the full sequence (padding slots point
+                at hidden tokens and are discarded).
+            kept (`(batch, M * P)` bool): visible tokens in sequence order.
+            token_present (`(batch, M * P)` bool): tokens of present modalities (dropped one included).
+        Returns:
+            per modality `(batch, num_patches, target_size)` predictions.
+        """
+        config = self.config
+        batch_size, sequence_length = kept.shape
+        width = config.decoder_hidden_size
+        visible = self.encoder_projection(encoder_hidden_states)  # (batch, max_visible, decoder_hidden)
+        # (batch, max_visible, width) scattered to (batch, M * P, width); ids_keep holds distinct positions
+        placed = visible.new_zeros(batch_size, sequence_length, width).scatter(
+            1, ids_keep[:, :, None].expand(-1, -1, width), visible
+        )
+        tokens = torch.where(kept[:, :, None], placed, self.mask_token.to(placed.dtype).expand(batch_size, sequence_length, -1))
+        # (batch, M * P, width) -> (batch, M, P, width): add modality and time embeddings
+        tokens = tokens.reshape(batch_size, config.num_modalities, config.num_patches, width)
+        tokens = tokens + self.modality_embeddings[None, :, None, :] + self.time_position_embeddings[None, None].to(tokens.dtype)
+        tokens = tokens.reshape(batch_size, sequence_length, width)
+        token_modalities = token_modality_ids(config, kept.device)[None].expand(batch_size, -1)
+        attention_mask = build_attention_mask(token_present, token_modalities, config.fusion == "late")
+        for layer in self.layers:
+            tokens, _ = layer(tokens, attention_mask=attention_mask)
+        # (batch, M * P, width) -> (batch, M, P, width)
+        tokens = self.layernorm(tokens).reshape(batch_size, config.num_modalities, config.num_patches, width)
+        return [head(tokens[:, index]) for index, head in enumerate(self.heads)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -617,7 +755,7 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
     base_model_prefix = "physiomae"
     main_input_name = "input_values"
     supports_gradient_checkpointing = GradientCheckpointingLayer is not nn.Module
-    _no_split_modules = ["PhysioMAEEmbeddings", "PhysioMAELayer", "PhysioMAEModalityDecoder"]
+    _no_split_modules = ["PhysioMAEEmbeddings", "PhysioMAELayer", "PhysioMAEModalityDecoder", "PhysioMAEInPlaceDecoder"]
     _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -629,7 +767,7 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, (PhysioMAEEmbeddings, PhysioMAEModalityDecoder)):
+        elif isinstance(module, (PhysioMAEEmbeddings, PhysioMAEModalityDecoder, PhysioMAEInPlaceDecoder)):
             module.initialize_weights()
         elif isinstance(module, PhysioMAEForContrastivePreTraining):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.contrastive_temperature))
@@ -658,7 +796,7 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
     """
 
     # A pretraining or contrastive checkpoint also holds heads the encoder does not use.
-    _keys_to_ignore_on_load_unexpected = [r"decoders\.", r"projections\.", r"logit_scale"]
+    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_"]
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
@@ -747,10 +885,109 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
         self.physiomae = PhysioMAEModel(config)
-        self.decoders = nn.ModuleList(
-            [PhysioMAEModalityDecoder(config, len(channels)) for channels in config.modalities.values()]
+        self.register_buffer(
+            "band_matrix", spectral_band_matrix(config.patch_length, config.sampling_rate), persistent=False
         )
+        self.target_parts = config.reconstruction_target.split("+")  # e.g. ["waveform", "log_band_power"]
+        target_sizes = [self.target_size(len(channels)) for channels in config.modalities.values()]
+        if config.decoder_type == "in_place":
+            self.decoder = PhysioMAEInPlaceDecoder(config, target_sizes)
+        else:
+            self.decoders = nn.ModuleList([PhysioMAEModalityDecoder(config, size) for size in target_sizes])
+        # Per-dimension target statistics (identity until `set_target_statistics`); saved with the model.
+        for index, size in enumerate(target_sizes):
+            self.register_buffer(f"target_mean_{index}", torch.zeros(size))
+            self.register_buffer(f"target_std_{index}", torch.ones(size))
+            self.register_buffer(f"target_weight_{index}", self.part_weights(index))
         self.post_init()
+
+    # -------------------------------------------------------------- reconstruction targets
+    def target_part_sizes(self, num_channels: int) -> list[int]:
+        """Sizes of the target's parts for a modality of `num_channels` channels, in `target_parts` order."""
+        sizes = {"waveform": num_channels * self.config.patch_length, "log_band_power": num_channels * self.band_matrix.shape[1]}
+        return [sizes[part] for part in self.target_parts]
+
+    def target_size(self, num_channels: int) -> int:
+        """Values per patch of one modality's reconstruction target."""
+        return sum(self.target_part_sizes(num_channels))
+
+    def part_weights(self, modality_index: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Weight of each target dimension: each part weighs 1 / number of parts, spread over its valid dims."""
+        num_channels = len(list(self.config.modalities.values())[modality_index])
+        sizes = self.target_part_sizes(num_channels)
+        valid = torch.ones(sum(sizes)) if valid is None else valid.float()
+        weights, start = [], 0
+        for size in sizes:
+            part = valid[start : start + size]
+            weights.append(part / part.sum().clamp(min=1.0) / len(sizes))
+            start += size
+        return torch.cat(weights)
+
+    def raw_targets(self, input_values: torch.Tensor) -> list[torch.Tensor]:
+        """Unstandardised targets per modality, each `(batch, num_patches, target_size)`."""
+        config = self.config
+        targets = []
+        for channels in config.modality_channel_slices.values():
+            signals = input_values[:, channels]
+            batch_size, num_channels, _ = signals.shape
+            parts = []
+            for part in self.target_parts:
+                if part == "waveform":
+                    patches = patchify(signals, config.patch_length)  # (batch, P, c * L)
+                    if config.norm_patch_loss:
+                        mean = patches.mean(dim=-1, keepdim=True)
+                        variance = patches.var(dim=-1, keepdim=True)
+                        patches = (patches - mean) / (variance + 1.0e-6) ** 0.5
+                    parts.append(patches)
+                else:
+                    # (batch, c, window) -> (batch, c, P, L) -> (batch, P, c, L)
+                    patches = signals.reshape(batch_size, num_channels, config.num_patches, config.patch_length)
+                    parts.append(log_band_powers(patches.permute(0, 2, 1, 3).float(), self.band_matrix).to(signals.dtype))
+            targets.append(torch.cat(parts, dim=-1))
+        return targets
+
+    def target_statistics(self, modality_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean, std, weight) buffers of one modality's target, each `(target_size,)`."""
+        return (
+            getattr(self, f"target_mean_{modality_index}"),
+            getattr(self, f"target_std_{modality_index}"),
+            getattr(self, f"target_weight_{modality_index}"),
+        )
+
+    @torch.no_grad()
+    def set_target_statistics(self, batches, min_std: float = 1e-4) -> dict[str, int]:
+        """
+        Standardise the reconstruction targets with the per-dimension mean and standard deviation over the
+        present patches of `batches` (an iterable of `(input_values, modality_mask)`, e.g. the pretraining
+        split). Dimensions with standard deviation below `min_std` (a channel that is always absent or
+        constant) get weight 0 in the loss and in the reconstruction error. Returns, per modality, the number
+        of patches the statistics came from. After this, the relative reconstruction error
+        (`reconstruction_error_sum / reconstruction_reference_sum`) is 1 - R^2 against the training mean.
+        """
+        num_modalities = self.config.num_modalities
+        sums = [None] * num_modalities
+        squares = [None] * num_modalities
+        counts = [0] * num_modalities
+        for input_values, modality_mask in batches:
+            input_values, modality_mask = validate_and_prepare_inputs(self.config, input_values, modality_mask, torch.float32)
+            for index, target in enumerate(self.raw_targets(input_values)):
+                present = target[modality_mask[:, index]].double().flatten(0, 1)  # (patches, size)
+                if not len(present):
+                    continue
+                sums[index] = present.sum(0) if sums[index] is None else sums[index] + present.sum(0)
+                squares[index] = present.pow(2).sum(0) if squares[index] is None else squares[index] + present.pow(2).sum(0)
+                counts[index] += len(present)
+        for index in range(num_modalities):
+            mean_buffer, std_buffer, weight_buffer = self.target_statistics(index)
+            if counts[index] == 0:  # modality never present: keep identity statistics, weight unchanged
+                continue
+            mean = sums[index] / counts[index]
+            std = (squares[index] / counts[index] - mean.pow(2)).clamp(min=0.0).sqrt()
+            valid = std >= min_std
+            mean_buffer.copy_(mean.float())
+            std_buffer.copy_(torch.where(valid, std, torch.ones_like(std)).float())
+            weight_buffer.copy_(self.part_weights(index, valid).to(weight_buffer.device))
+        return dict(zip(self.config.modality_names, counts))
 
     # -------------------------------------------------------------- modality dropout
     def _resolve_forced_dropout(self, dropped_modality, droppable: torch.BoolTensor) -> torch.LongTensor:
@@ -812,32 +1049,36 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
     # -------------------------------------------------------------- loss
     def forward_loss(
         self, input_values: torch.Tensor, predictions: list[torch.Tensor], mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """
         Args:
             input_values (`(batch, num_channels, window_length)`): the true signals.
-            predictions: per modality `(batch, num_patches, channels_of_modality * patch_length)`.
+            predictions: per modality `(batch, num_patches, target_size)`, in standardised target units.
             mask (`(batch, M * P)`): 1 = hidden (scored).
         Returns:
-            loss `()` and loss_per_modality `(M,)` (NaN where the modality has no hidden patch).
+            loss `()`, loss_per_modality `(M,)` (NaN where the modality has no hidden patch), the summed
+            weighted squared error `(M,)` and the summed weighted squared standardised target `(M,)` over
+            hidden patches (their ratio is the relative reconstruction error), and the standardised
+            targets per modality.
         """
         num_patches = self.config.num_patches
-        per_modality = []
-        for modality_index, channels in enumerate(self.config.modality_channel_slices.values()):
-            target = patchify(input_values[:, channels], self.config.patch_length)  # (batch, P, c * L)
-            if self.config.norm_patch_loss:
-                mean = target.mean(dim=-1, keepdim=True)
-                variance = target.var(dim=-1, keepdim=True)
-                target = (target - mean) / (variance + 1.0e-6) ** 0.5
-            patch_error = (predictions[modality_index] - target).pow(2).mean(dim=-1)  # (batch, P)
+        per_modality, error_sums, reference_sums, targets = [], [], [], []
+        for modality_index, raw_target in enumerate(self.raw_targets(input_values)):
+            mean, std, weight = self.target_statistics(modality_index)
+            target = (raw_target - mean) / std  # (batch, P, size)
+            targets.append(target)
+            patch_error = ((predictions[modality_index] - target).pow(2) * weight).sum(dim=-1)  # (batch, P)
+            patch_reference = (target.pow(2) * weight).sum(dim=-1)
             hidden = mask[:, modality_index * num_patches : (modality_index + 1) * num_patches]
-            per_modality.append((patch_error * hidden).sum() / hidden.sum().clamp(min=1.0))
+            error_sums.append((patch_error * hidden).sum())
+            reference_sums.append((patch_reference * hidden).sum())
+            per_modality.append(error_sums[-1] / hidden.sum().clamp(min=1.0))
         losses = torch.stack(per_modality)
         # (batch, M * P) -> (batch, M, P) -> (M,)
         has_hidden = mask.reshape(mask.shape[0], self.config.num_modalities, num_patches).sum(dim=(0, 2)) > 0
         loss = torch.where(has_hidden, losses, torch.zeros_like(losses)).sum() / has_hidden.sum().clamp(min=1)
         loss_per_modality = torch.where(has_hidden, losses, torch.full_like(losses, float("nan")))
-        return loss, loss_per_modality
+        return loss, loss_per_modality, torch.stack(error_sums).detach(), torch.stack(reference_sums).detach(), targets
 
     def forward(
         self,
@@ -908,20 +1149,31 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
         )
         sequence_output = self.physiomae.layernorm(sequence_output)
 
-        predictions = [decoder(sequence_output, visible_token_mask) for decoder in self.decoders]
-        loss, loss_per_modality = self.forward_loss(input_values, predictions, mask)
-        reconstruction = torch.cat(
-            [
-                unpatchify(prediction, len(channels), config.patch_length)
-                for prediction, channels in zip(predictions, config.modalities.values())
-            ],
-            dim=1,
-        )  # (batch, num_channels, window_length)
+        if config.decoder_type == "in_place":
+            predictions = self.decoder(sequence_output, ids_keep, kept, token_present)
+        else:
+            predictions = [decoder(sequence_output, visible_token_mask) for decoder in self.decoders]
+        loss, loss_per_modality, error_sums, reference_sums, targets = self.forward_loss(input_values, predictions, mask)
+        reconstruction = None
+        if "waveform" in self.target_parts:
+            # the waveform part of each prediction, back in input units: (batch, num_channels, window_length)
+            waveforms = []
+            for index, (prediction, channels) in enumerate(zip(predictions, config.modalities.values())):
+                mean, std, _ = self.target_statistics(index)
+                size = len(channels) * config.patch_length
+                start = 0 if self.target_parts[0] == "waveform" else prediction.shape[-1] - size
+                part = prediction[..., start : start + size] * std[start : start + size] + mean[start : start + size]
+                waveforms.append(unpatchify(part, len(channels), config.patch_length))
+            reconstruction = torch.cat(waveforms, dim=1)
 
         output = PhysioMAEForPreTrainingOutput(
             loss=loss,
             loss_per_modality=loss_per_modality,
             reconstruction=reconstruction,
+            predicted_targets=tuple(predictions),
+            targets=tuple(targets),
+            reconstruction_error_sum=error_sums,
+            reconstruction_reference_sum=reference_sums,
             mask=mask,
             ids_restore=ids_restore,
             dropped_modality=dropped,
@@ -947,7 +1199,7 @@ class PhysioMAEForSequenceClassification(PhysioMAEPreTrainedModel):
 
     accepts_loss_kwargs = False
     # Fine-tuning starts from a pretraining or contrastive checkpoint: its heads are not needed.
-    _keys_to_ignore_on_load_unexpected = [r"decoders\.", r"projections\.", r"logit_scale"]
+    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_"]
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
