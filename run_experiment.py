@@ -9,7 +9,10 @@ Steps (each one a separate, resumable command that can also be run by hand):
 2. dataset: `python -m dataset_scripts.physionet2018 build` into OUTPUT/data (reused when present);
 3. pretraining: `accelerate launch train.py TRAIN_CONFIG --strategy S` for every strategy, into OUTPUT/runs/S
    (a finished run, one with OUTPUT/runs/S/export, is skipped);
-4. evaluation: `python eval.py EVAL_CONFIG --checkpoints OUTPUT/runs/*` into OUTPUT/eval;
+4. evaluation: `python eval.py EVAL_CONFIG --checkpoints OUTPUT/runs/*` into OUTPUT/eval (on
+   `real_segments_dir` instead of the dataset's probe splits when it is set);
+5. fine-tuning (when `finetune_strategies` is not empty): `python finetune.py` from each listed strategy's
+   export against random initialisation, into OUTPUT/finetune;
 then the comparison table is printed with the location of every output.
 """
 
@@ -47,6 +50,9 @@ class ExperimentSettings:
     mixed_precision: str = "no"
     eval_config: str = "configs/eval_tiny.yaml"
     eval_args: list[str] = field(default_factory=list)
+    real_segments_dir: str | None = None  # labelled real excerpts to probe / fine-tune on instead of the probe splits
+    finetune_strategies: list[str] = field(default_factory=list)  # fine-tune these strategies' exports (finetune.py)
+    finetune_args: list[str] = field(default_factory=list)  # extra finetune.py flags, e.g. ["--max_steps", "300"]
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "ExperimentSettings":
@@ -59,6 +65,9 @@ class ExperimentSettings:
         bad = sorted(set(settings.strategies) - set(STRATEGIES))
         if bad:
             raise SystemExit(f"{path}: unknown strategies {bad}; choose from {STRATEGIES}")
+        missing = sorted(set(settings.finetune_strategies) - set(settings.strategies))
+        if missing:
+            raise SystemExit(f"{path}: finetune_strategies {missing} are not among the strategies {settings.strategies}")
         return settings
 
 
@@ -146,12 +155,28 @@ def pretrain_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path)
 
 def evaluate_all(settings: ExperimentSettings, data_dir: Path, run_dirs: list[Path], output_dir: Path) -> Path:
     eval_dir = output_dir / "eval"
+    data = ["--real_segments_dir", settings.real_segments_dir] if settings.real_segments_dir else ["--dataset_dir", str(data_dir)]
     run_step(
         "evaluation",
-        [sys.executable, "eval.py", settings.eval_config, "--dataset_dir", str(data_dir),
+        [sys.executable, "eval.py", settings.eval_config, *data,
          "--checkpoints", *map(str, run_dirs), "--output_dir", str(eval_dir), *settings.eval_args],
     )
     return eval_dir
+
+
+def finetune_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path) -> Path | None:
+    """Fine-tune the listed strategies' exports against random initialisation (finetune.py)."""
+    if not settings.finetune_strategies:
+        return None
+    finetune_dir = output_dir / "finetune"
+    data = ["--real_segments_dir", settings.real_segments_dir] if settings.real_segments_dir else ["--dataset_dir", str(data_dir)]
+    run_step(
+        "fine-tuning",
+        [sys.executable, "finetune.py", *data, "--checkpoints",
+         *(str(output_dir / "runs" / strategy) for strategy in settings.finetune_strategies),
+         "--output_dir", str(finetune_dir), *settings.finetune_args],
+    )
+    return finetune_dir
 
 
 def print_summary(output_dir: Path, data_dir: Path, run_dirs: list[Path], eval_dir: Path) -> None:
@@ -185,7 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = build_dataset(settings, raw_dir, output_dir)
     run_dirs = pretrain_all(settings, data_dir, output_dir)
     eval_dir = evaluate_all(settings, data_dir, run_dirs, output_dir)
+    finetune_dir = finetune_all(settings, data_dir, output_dir)
     print_summary(output_dir, data_dir, run_dirs, eval_dir)
+    if finetune_dir is not None:
+        print((finetune_dir / "finetune.md").read_text())
     print(f"Experiment finished in {(time.perf_counter() - started) / 60:.1f} min.")
 
 

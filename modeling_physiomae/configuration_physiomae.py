@@ -23,7 +23,8 @@ FUSION_MODES = ("early", "late")
 MODALITY_DROPOUT_MODES = ("batch", "sample")
 POOLING_MODES = ("mean", "per_modality")
 CONTRASTIVE_MODES = ("pairwise", "loo")
-DECODER_TYPES = ("in_place", "cross_attention")
+DECODER_TYPES = ("in_place", "cross_attention", "bottleneck")
+TOKENIZER_TYPES = ("conv", "conv+log_band_power")
 RECONSTRUCTION_TARGETS = ("waveform", "log_band_power", "waveform+log_band_power")
 
 
@@ -104,6 +105,9 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             Kernel size of that convolution.
         tokenizer_stride (`int`, *optional*, defaults to 5):
             Stride of that convolution.
+        tokenizer_type (`str`, *optional*, defaults to `"conv+log_band_power"`):
+            `"conv"`: the convolution path only. `"conv+log_band_power"`: plus a linear projection of each
+            patch's log band powers per channel (see `PhysioMAEModalityTokenizer`).
         mask_ratio (`float`, *optional*, defaults to 0.7):
             Share of each sample's present tokens hidden from the encoder during pretraining.
         modality_dropout_prob (`float`, *optional*, defaults to 1.0):
@@ -134,7 +138,10 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             their places and a mask token everywhere else, each with a decoder modality embedding and fixed
             sin-cos time positions, then one linear head per modality. `"cross_attention"`: one decoder
             per modality whose queries (mask token + learned time positions) only cross-attend to the
-            visible tokens. Measured on real PhysioNet 2018 excerpts (README, "Real-data study").
+            visible tokens. `"bottleneck"`: the same per-modality decoders, but they cross-attend only to
+            the mean of each modality's visible encoder tokens (one vector per modality), so the pooled
+            per-modality embeddings that the probes read must carry what the hidden patches (and the
+            dropped modality) hold. Measured on real PhysioNet 2018 excerpts (README, "Real-data study").
         reconstruction_target (`str`, *optional*, defaults to `"waveform+log_band_power"`):
             What the decoders rebuild per hidden patch and channel: `"waveform"` (the samples),
             `"log_band_power"` (log mean power in each of `SPECTRAL_BANDS_HZ` that the patch resolves,
@@ -170,6 +177,7 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
         tokenizer_conv_channels: int = 32,
         tokenizer_kernel_size: int = 5,
         tokenizer_stride: int = 5,
+        tokenizer_type: str = "conv+log_band_power",
         mask_ratio: float = 0.7,
         modality_dropout_prob: float = 1.0,
         modality_dropout_mode: str = "batch",
@@ -203,6 +211,7 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
         self.tokenizer_conv_channels = tokenizer_conv_channels
         self.tokenizer_kernel_size = tokenizer_kernel_size
         self.tokenizer_stride = tokenizer_stride
+        self.tokenizer_type = tokenizer_type
         self.mask_ratio = mask_ratio
         self.modality_dropout_prob = modality_dropout_prob
         self.modality_dropout_mode = modality_dropout_mode
@@ -288,6 +297,7 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             ("fusion", FUSION_MODES),
             ("pooling", POOLING_MODES),
             ("decoder_type", DECODER_TYPES),
+            ("tokenizer_type", TOKENIZER_TYPES),
             ("reconstruction_target", RECONSTRUCTION_TARGETS),
         ):
             if getattr(self, field) not in allowed:

@@ -10,6 +10,13 @@ Windows that a variant cannot see (none of its modalities present) and blocks of
 time (a concatenated unimodal encoder, or baseline channels of a removed modality) are filled with the
 probe-train mean of those features, i.e. they carry no information after standardisation; each such fill
 is counted in the report.
+
+Reconstruction quality is not measured here but read from the training run: train.py writes
+`reconstruction_eval.json` (OUTPUT/ for one model, OUTPUT/unimodal/<modality>/ for each mae_unimodal model)
+with the relative reconstruction error (1 - R^2 of the masked patches against the training mean, on records
+held out of the pretraining split). Each variant's row carries it as `reconstruction` (None for the
+baseline, bare model folders and runs without the file); a concatenation of unimodal encoders takes each
+modality from its own encoder's run (None unless every run has it).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from .model_card import ModelCardInputs, TaskCardResult, render_model_card
 logger = logging.getLogger("physiomae.eval")
 
 BASELINE_NAME = "band_power"
+RECONSTRUCTION_EVAL_NAME = "reconstruction_eval.json"  # written by train.py into the run folder
 SUBJECT_IDENTITY_NOTE = (
     "The real 60-s segments carry no subject identity: excerpts from one subject may appear more than once, so "
     "the split (by a hash of the segment name) is a split by excerpt, not by subject, and scores may be "
@@ -154,6 +162,52 @@ def discover_variants(checkpoint: str | Path) -> list[EncoderVariant]:
                 break
         return [EncoderVariant(folder.name, strategy, [folder], str(folder))]
     raise FileNotFoundError(f"checkpoint {folder}: neither a training output (run_args.json) nor a model folder (config.json)")
+
+
+def reconstruction_eval_path(encoder_folder: Path) -> Path | None:
+    """train.py's reconstruction_eval.json for an exported encoder: OUTPUT/export -> OUTPUT/, and
+    OUTPUT/export/<modality> -> OUTPUT/unimodal/<modality>/ (None: not a training run's export, or no file)."""
+    folder = Path(encoder_folder)
+    candidates = []
+    if folder.name == "export" and (folder.parent / "run_args.json").is_file():
+        candidates.append(folder.parent / RECONSTRUCTION_EVAL_NAME)
+    if folder.parent.name == "export" and (folder.parent.parent / "run_args.json").is_file():
+        candidates.append(folder.parent.parent / "unimodal" / folder.name / RECONSTRUCTION_EVAL_NAME)
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def read_reconstruction_eval(variant: EncoderVariant) -> dict | None:
+    """The held-out relative reconstruction error of the variant's encoder(s), as train.py measured it.
+
+    Returns `{"relative_reconstruction_error": {modality: float | None}, "relative_reconstruction_error_mean":
+    float | None, "step", "reconstruction_target", "sources"}`, or None when some encoder has no
+    reconstruction_eval.json. The mean is over the modalities measured (not null)."""
+    per_modality, steps, targets, sources = {}, [], [], []
+    for folder in variant.encoder_folders:
+        path = reconstruction_eval_path(folder)
+        if path is None:
+            return None
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            logger.warning("%s: unreadable reconstruction evaluation (%s); reported as missing", path, error)
+            return None
+        values = payload.get("relative_reconstruction_error") or {}
+        modalities = payload.get("modalities") or list(values)
+        for modality in modalities:  # a unimodal run reports its own modality only
+            value = values.get(modality)
+            per_modality[modality] = float(value) if value is not None and np.isfinite(value) else None
+        steps.append(payload.get("step"))
+        targets.append(payload.get("reconstruction_target"))
+        sources.append(str(path))
+    present = [value for value in per_modality.values() if value is not None]
+    return {
+        "relative_reconstruction_error": per_modality,
+        "relative_reconstruction_error_mean": float(np.mean(present)) if present else None,
+        "step": steps[0] if len(set(steps)) == 1 else steps,
+        "reconstruction_target": targets[0] if len(set(targets)) == 1 else targets,
+        "sources": sources,
+    }
 
 
 def load_encoder(folder: Path, device: str = "cpu"):
@@ -517,6 +571,47 @@ TABLE_METRICS = {
 }
 
 
+RECONSTRUCTION_DEFINITION = (
+    "relative reconstruction error 1 - R^2 of the masked patches (train.py, on records held out of the pretraining "
+    "split; 1.0 = predicting the training mean of every target dimension); lower is better; comparable only "
+    "between runs with the same reconstruction_target and mask_ratio"
+)
+RECONSTRUCTION_COLUMN = "rel. recon. error (1-R²)"
+
+
+def reconstruction_columns(row: dict) -> dict:
+    """comparison.json fields of a row's reconstruction error (all None when not measured)."""
+    reconstruction = row.get("reconstruction") or {}
+    columns = {"relative_reconstruction_error.mean": reconstruction.get("relative_reconstruction_error_mean")}
+    for modality in probing.DATASET_MODALITY_NAMES:
+        columns[f"relative_reconstruction_error.{modality}"] = (reconstruction.get("relative_reconstruction_error") or {}).get(modality)
+    return columns
+
+
+def _reconstruction_cell(value) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def reconstruction_markdown(rows: list[dict]) -> list[str]:
+    """Per-modality table of the held-out relative reconstruction error ('-' where not measured)."""
+    modalities = [modality for modality in probing.DATASET_MODALITY_NAMES
+                  if any(modality in ((row.get("reconstruction") or {}).get("relative_reconstruction_error") or {}) for row in rows)]
+    header = ["variant", "strategy", "reconstruction target", f"{RECONSTRUCTION_COLUMN}: mean"] + modalities
+    lines = [f"## Held-out reconstruction: {RECONSTRUCTION_COLUMN}", "",
+             f"Per modality, {RECONSTRUCTION_DEFINITION}. '-': not measured (hand-crafted baseline, contrastive or "
+             "random_init, a model folder outside a training run, or a modality absent from the held-out windows).", "",
+             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        reconstruction = row.get("reconstruction") or {}
+        values = reconstruction.get("relative_reconstruction_error") or {}
+        target = reconstruction.get("reconstruction_target")
+        cells = [row["name"], row["strategy"], "-" if not target else str(target),
+                 _reconstruction_cell(reconstruction.get("relative_reconstruction_error_mean"))]
+        cells += [_reconstruction_cell(values.get(modality)) for modality in modalities]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _with_interval(result: dict, metric: str) -> str:
     value = result["metrics"].get(metric)
     if value is None or not np.isfinite(value):
@@ -532,6 +627,7 @@ def comparison_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask], sk
     header = ["rank", "variant", "strategy", "aggregate (mean macro AUROC)"]
     for task in tasks:
         header += [f"{task.name}: {metric}" for metric in TABLE_METRICS[task.name]]
+    header.append(f"{RECONSTRUCTION_COLUMN}, mean")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for rank, row in enumerate(rows, start=1):
         aggregate = row["aggregate"]
@@ -539,13 +635,17 @@ def comparison_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask], sk
         for task in tasks:
             result = row["tasks"].get(task.name)
             cells += [_with_interval(result, metric) if result else "n/a" for metric in TABLE_METRICS[task.name]]
+        cells.append(_reconstruction_cell((row.get("reconstruction") or {}).get("relative_reconstruction_error_mean")))
         lines.append("| " + " | ".join(cells) + " |")
-    text = ["# Linear-probe comparison", "", "Values: probe-test score [95 % bootstrap CI over test records].", ""]
+    text = ["# Linear-probe comparison", "",
+            f"Values: probe-test score [95 % bootstrap CI over test records]. Last column: the held-out "
+            f"{RECONSTRUCTION_COLUMN} of pretraining, mean over modalities (see the table below; '-' = not measured).", ""]
     text += lines
     if skipped:
         text += ["", "Tasks skipped (not in the aggregate): " + "; ".join(f"{name}: {why}" for name, why in skipped.items())]
     for note in notes:
         text += ["", f"Note: {note}"]
+    text += [""] + reconstruction_markdown(rows)
     return "\n".join(text) + "\n"
 
 
@@ -808,7 +908,8 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
     baseline_features = band_power_variant_features(data, removable, settings.robustness)
     baseline_results, baseline_probes = probe_variant(baseline_features, data, tasks, settings.probe)
     write_predictions(output_dir / "predictions", BASELINE_NAME, baseline_features, baseline_probes, data, tasks)
-    rows.append({"name": BASELINE_NAME, "strategy": "hand-crafted", "tasks": baseline_results, "aggregate": aggregate_score(baseline_results), "filled": {}})
+    rows.append({"name": BASELINE_NAME, "strategy": "hand-crafted", "tasks": baseline_results,
+                 "aggregate": aggregate_score(baseline_results), "filled": {}, "reconstruction": None})
 
     variants = [variant for checkpoint in settings.checkpoints for variant in discover_variants(checkpoint)]
     names = [variant.name for variant in variants]
@@ -836,6 +937,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
                 "tasks": task_results,
                 "aggregate": aggregate_score(task_results),
                 "filled": features.filled,
+                "reconstruction": read_reconstruction_eval(variant),
             }
         )
         if variant.is_concatenation:
@@ -864,6 +966,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
         "tasks_scored": [task.name for task in tasks],
         "tasks_skipped": skipped,
         "aggregate_definition": "mean macro AUROC over the scored tasks",
+        "reconstruction_definition": RECONSTRUCTION_DEFINITION,
         "age_threshold_years": probing.AGE_THRESHOLD_YEARS,
         "probe": {"model": "StandardScaler + LogisticRegression(class_weight='balanced')", "c_grid": list(settings.probe.c_grid),
                   "cv": f"GroupKFold({settings.probe.cv_folds}) over records, balanced accuracy",
@@ -879,7 +982,8 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
     write_json_atomic(output_dir / "comparison.json", [
         {"rank": rank, "name": row["name"], "strategy": row["strategy"], "aggregate": row["aggregate"],
          **{f"{task}.{metric}": row["tasks"][task]["metrics"].get(metric) for task in row["tasks"] for metric in row["tasks"][task]["metrics"]},
-         **{f"{task}.{metric}.ci95": row["tasks"][task]["intervals"].get(metric) for task in row["tasks"] for metric in row["tasks"][task]["intervals"]}}
+         **{f"{task}.{metric}.ci95": row["tasks"][task]["intervals"].get(metric) for task in row["tasks"] for metric in row["tasks"][task]["intervals"]},
+         **reconstruction_columns(row)}
         for rank, row in enumerate(rows, start=1)
     ])
     write_text_atomic(output_dir / "comparison.md", comparison_markdown(rows, tasks, skipped, data.notes))

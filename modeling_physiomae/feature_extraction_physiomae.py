@@ -57,6 +57,29 @@ DEFAULT_CHANNEL_ALIASES: dict[str, list[str]] = {
     "ECG": ["EKG", "ECG II", "EKG II", "ECG2", "ECG1"],
 }
 
+# `scaling="fixed"`: one scale per channel for every record, in the channel's input units (PhysioNet 2018:
+# EEG/EOG/EMG/respiration in uV, ECG in mV, SaO2 in %). Each is the median, over the 999 real unlabelled
+# 60-s challenge excerpts in `shared/data/physionet2018-unlabelled`, of the per-window robust standard
+# deviation (IQR / 1.349) after filtering (EEG: O2-M1, used for every EEG derivation; SaO2 absent there: a
+# typical 2 % spread). Keeping one scale for the whole data set keeps the amplitude differences between
+# recordings and stages that per-record scaling removes (on 60-s excerpts it removes all of them).
+DEFAULT_FIXED_SCALES: dict[str, float] = {
+    "F3-M2": 10.0,
+    "F4-M1": 10.0,
+    "C3-M2": 10.0,
+    "C4-M1": 10.0,
+    "O1-M2": 10.0,
+    "O2-M1": 10.0,
+    "E1-M2": 12.0,
+    "Chin1-Chin2": 1.7,
+    "ABD": 300.0,
+    "CHEST": 140.0,
+    "AIRFLOW": 16.0,
+    "SaO2": 2.0,
+    "ECG": 0.1,
+}
+SCALING_MODES = ("robust", "fixed", "none")
+
 # Modalities whose values are legitimately coarse (SpO2 is reported in whole percent, so a stable night
 # may take only a handful of values); the distinct-value flatness test is not applied to them.
 DEFAULT_QUANTIZED_MODALITIES: list[str] = ["spo2"]
@@ -152,7 +175,11 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
        and ECG 0.1-45 Hz (the paper's 0.1-70 Hz capped below the 50-Hz Nyquist frequency), respiration
        0.05-5 Hz (breathing and the shape of each breath; slower belt drift removed), SpO2 low-pass 1 Hz only
        (the saturation level is the information).
-    6. **Robust scaling per channel per record** (`scaling="robust"`): subtract the median and divide by
+    6. **Scaling.** `scaling="fixed"`: divide each channel by its entry of `fixed_scales` (the same scale for
+       every record, so amplitude differences between recordings and stages survive; defaults in
+       `DEFAULT_FIXED_SCALES`, in PhysioNet 2018 units), then clip to +-`clip_value`. Measured on real
+       excerpts it is the better input for the pretrained encoder (README, "Real-data study").
+       **Robust scaling per channel per record** (`scaling="robust"`): subtract the median and divide by
        IQR / 1.349 (which equals the standard deviation for Gaussian data), both computed over the whole record
        (valid samples only; at most `statistics_max_samples` evenly spaced samples), never per window, so that
        amplitude differences between windows (sleep stages!) survive. If the IQR is zero (a mostly constant
@@ -187,7 +214,9 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
             a modality not listed is only resampled. Defaults to `DEFAULT_FILTER_BANDS`.
         filter_order (`int`, *optional*, defaults to 4): Butterworth order of the low-pass (the high-pass uses
             half of it: a gentle 0.1-Hz high-pass needs no steep edge); `sosfiltfilt` doubles both.
-        scaling (`str`, *optional*, defaults to `"robust"`): `"robust"` or `"none"`.
+        scaling (`str`, *optional*, defaults to `"robust"`): `"robust"`, `"fixed"` or `"none"` (see step 6).
+        fixed_scales (`dict[str, float]`, *optional*): canonical channel -> scale in input units for
+            `scaling="fixed"`; defaults to `DEFAULT_FIXED_SCALES` (channels not listed there are not scaled).
         clip_value (`float`, *optional*, defaults to 20.0): scaled values are clipped to +-clip_value.
         channel_aliases (`dict[str, list[str]]`, *optional*): canonical name -> aliases; defaults to
             `DEFAULT_CHANNEL_ALIASES`.
@@ -210,6 +239,7 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
         filter_bands: dict[str, list[float | None]] | None = None,
         filter_order: int = 4,
         scaling: str = "robust",
+        fixed_scales: dict[str, float] | None = None,
         clip_value: float = 20.0,
         channel_aliases: dict[str, list[str]] | None = None,
         min_flat_std: float = 1e-6,
@@ -231,6 +261,7 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
         self.filter_bands = {str(name): [None if edge is None else float(edge) for edge in band] for name, band in bands.items()}
         self.filter_order = int(filter_order)
         self.scaling = scaling
+        self.fixed_scales = {str(name): float(value) for name, value in (DEFAULT_FIXED_SCALES if fixed_scales is None else fixed_scales).items()}
         self.clip_value = float(clip_value)
         aliases = DEFAULT_CHANNEL_ALIASES if channel_aliases is None else channel_aliases
         self.channel_aliases = {str(name): [str(alias) for alias in names] for name, names in aliases.items()}
@@ -266,8 +297,11 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
                 fail("filter_bands", f"{name!r}: high-pass {high_pass} Hz is not below low-pass {low_pass} Hz")
         if self.filter_order < 1:
             fail("filter_order", f"must be >= 1, got {self.filter_order}")
-        if self.scaling not in ("robust", "none"):
-            fail("scaling", f"must be 'robust' or 'none', got {self.scaling!r}")
+        if self.scaling not in SCALING_MODES:
+            fail("scaling", f"must be one of {SCALING_MODES}, got {self.scaling!r}")
+        for name, value in self.fixed_scales.items():
+            if not (math.isfinite(value) and value > 0):
+                fail("fixed_scales", f"{name!r}: scale must be a positive number, got {value}")
         if self.clip_value <= 0:
             fail("clip_value", f"must be positive, got {self.clip_value}")
         if not 0 <= self.max_invalid_fraction < 1:
@@ -572,6 +606,11 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
         """Step 6 for one filtered channel at the target rate (None: nothing left to scale, the channel is flat)."""
         if self.scaling == "none":
             return values
+        if self.scaling == "fixed":
+            scale = self.fixed_scales.get(canonical, 1.0)
+            context.report["scaling"][canonical] = {"offset": context.raw_offsets.get(canonical, 0.0), "scale": scale}
+            scaled = values / scale
+            return np.clip(scaled, -self.clip_value, self.clip_value, out=scaled)
         invalid = context.invalid_masks.get(canonical)
         center, scale = self._robust_center_and_scale(values, None if invalid is None else ~invalid)
         if not scale > self.min_flat_std:

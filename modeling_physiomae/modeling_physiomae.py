@@ -382,7 +382,8 @@ def spectral_band_matrix(patch_length: int, sampling_rate: int) -> torch.Tensor:
 
     Bands that hold no FFT bin at this patch length / sampling rate are left out.
     """
-    frequencies = torch.fft.rfftfreq(patch_length, d=1.0 / sampling_rate)
+    # built on the CPU even inside a meta-device context (from_pretrained), where a tensor has no values
+    frequencies = torch.fft.rfftfreq(patch_length, d=1.0 / sampling_rate, device="cpu")
     columns = []
     for low, high in SPECTRAL_BANDS_HZ:
         in_band = ((frequencies >= low) & (frequencies < high)).float()
@@ -407,9 +408,9 @@ def log_band_powers(patches: torch.Tensor, band_matrix: torch.Tensor, eps: float
 def sincos_position_embeddings(num_positions: int, width: int) -> torch.Tensor:
     """Fixed 1-D sin-cos position embeddings `(num_positions, width)` (Transformer / ViT-MAE)."""
     half = width // 2
-    frequencies = 1.0 / (10000.0 ** (torch.arange(half, dtype=torch.float64) / max(half, 1)))
-    angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * frequencies[None, :]
-    embeddings = torch.zeros(num_positions, width, dtype=torch.float64)
+    frequencies = 1.0 / (10000.0 ** (torch.arange(half, dtype=torch.float64, device="cpu") / max(half, 1)))
+    angles = torch.arange(num_positions, dtype=torch.float64, device="cpu")[:, None] * frequencies[None, :]
+    embeddings = torch.zeros(num_positions, width, dtype=torch.float64, device="cpu")
     embeddings[:, 0 : 2 * half : 2] = torch.sin(angles)
     embeddings[:, 1 : 2 * half : 2] = torch.cos(angles)
     return embeddings.float()
@@ -421,13 +422,23 @@ def sincos_position_embeddings(num_positions: int, width: int) -> torch.Tensor:
 class PhysioMAEModalityTokenizer(nn.Module):
     """
     Turns one modality's signals into one token per patch: a 1-D convolution over the patch (all the
-    modality's channels as input channels), GELU, flatten, and a linear layer to `hidden_size`.
+    modality's channels as input channels), GELU, flatten, and a linear layer to `hidden_size`. With
+    `tokenizer_type="conv+log_band_power"` a linear projection of the patch's log band powers per channel
+    (`SPECTRAL_BANDS_HZ`, as in `log_band_powers`) is added to the token, so that spectral content, which
+    a small convolution learns only slowly, is in every token from the start (BIOT / LaBraM-style spectral
+    tokens beside the waveform path).
     """
 
     def __init__(self, config: PhysioMAEConfig, num_channels: int):
         super().__init__()
         self.num_patches = config.num_patches
         self.patch_length = config.patch_length
+        self.spectral_projection = None
+        if config.tokenizer_type == "conv+log_band_power":
+            band_matrix = spectral_band_matrix(config.patch_length, config.sampling_rate)
+            # persistent: from_pretrained builds modules on the meta device and only restores saved tensors
+            self.register_buffer("band_matrix", band_matrix)
+            self.spectral_projection = nn.Linear(num_channels * band_matrix.shape[1], config.hidden_size)
         self.convolution = nn.Conv1d(
             num_channels,
             config.tokenizer_conv_channels,
@@ -447,7 +458,12 @@ class PhysioMAEModalityTokenizer(nn.Module):
         # (batch * P, conv_channels, convolved_length) -> (batch * P, conv_channels * convolved_length)
         features = self.activation(self.convolution(patches)).flatten(1)
         # (batch * P, hidden) -> (batch, P, hidden)
-        return self.projection(features).reshape(batch_size, self.num_patches, -1)
+        tokens = self.projection(features).reshape(batch_size, self.num_patches, -1)
+        if self.spectral_projection is not None:
+            # (batch * P, channels, L) -> (batch, P, channels, L) -> (batch, P, channels * bands)
+            spectra = log_band_powers(patches.reshape(batch_size, self.num_patches, num_channels, -1).float(), self.band_matrix)
+            tokens = tokens + self.spectral_projection(spectra.to(tokens.dtype))
+        return tokens
 
 
 class PhysioMAEEmbeddings(nn.Module):
@@ -691,8 +707,7 @@ class PhysioMAEInPlaceDecoder(nn.Module):
         self.register_buffer(
             "time_position_embeddings",
             sincos_position_embeddings(config.num_patches, config.decoder_hidden_size),
-            persistent=False,
-        )
+        )  # fixed (never trained), but saved: from_pretrained only restores saved tensors
         self.layers = nn.ModuleList([PhysioMAELayer(decoder_config) for _ in range(config.decoder_num_hidden_layers)])
         self.layernorm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
         self.heads = nn.ModuleList([nn.Linear(config.decoder_hidden_size, size) for size in target_sizes])
@@ -796,7 +811,7 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
     """
 
     # A pretraining or contrastive checkpoint also holds heads the encoder does not use.
-    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_"]
+    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_", r"^band_matrix"]
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
@@ -885,13 +900,11 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
         self.physiomae = PhysioMAEModel(config)
-        self.register_buffer(
-            "band_matrix", spectral_band_matrix(config.patch_length, config.sampling_rate), persistent=False
-        )
+        self.register_buffer("band_matrix", spectral_band_matrix(config.patch_length, config.sampling_rate))
         self.target_parts = config.reconstruction_target.split("+")  # e.g. ["waveform", "log_band_power"]
         target_sizes = [self.target_size(len(channels)) for channels in config.modalities.values()]
         if config.decoder_type == "in_place":
-            self.decoder = PhysioMAEInPlaceDecoder(config, target_sizes)
+            self.decoder = PhysioMAEInPlaceDecoder(config, target_sizes)  # "cross_attention" / "bottleneck": per modality
         else:
             self.decoders = nn.ModuleList([PhysioMAEModalityDecoder(config, size) for size in target_sizes])
         # Per-dimension target statistics (identity until `set_target_statistics`); saved with the model.
@@ -1151,6 +1164,14 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
 
         if config.decoder_type == "in_place":
             predictions = self.decoder(sequence_output, ids_keep, kept, token_present)
+        elif config.decoder_type == "bottleneck":
+            # (batch, max_keep, M) one-hot of each real visible token's modality
+            membership = F.one_hot(visible_modalities, config.num_modalities).to(sequence_output.dtype)
+            membership = membership * visible_token_mask[:, :, None].to(sequence_output.dtype)
+            counts = membership.sum(dim=1)  # (batch, M)
+            # (batch, M, hidden): mean of each modality's visible tokens, the only thing the decoders see
+            pooled = torch.einsum("bkm,bkh->bmh", membership, sequence_output) / counts.clamp(min=1.0)[:, :, None]
+            predictions = [decoder(pooled, counts > 0) for decoder in self.decoders]
         else:
             predictions = [decoder(sequence_output, visible_token_mask) for decoder in self.decoders]
         loss, loss_per_modality, error_sums, reference_sums, targets = self.forward_loss(input_values, predictions, mask)
@@ -1199,7 +1220,7 @@ class PhysioMAEForSequenceClassification(PhysioMAEPreTrainedModel):
 
     accepts_loss_kwargs = False
     # Fine-tuning starts from a pretraining or contrastive checkpoint: its heads are not needed.
-    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_"]
+    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_", r"^band_matrix"]
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)

@@ -108,8 +108,9 @@ def test_loss_per_modality_is_nan_where_nothing_hidden():
 
 
 # ---------------------------------------------------------------------------------------------- modality dropout
-def test_dropped_modality_is_invisible_to_the_encoder_and_fully_scored():
-    config = tiny_config()
+@pytest.mark.parametrize("decoder_type", ["in_place", "cross_attention", "bottleneck"])
+def test_dropped_modality_is_invisible_to_the_encoder_and_fully_scored(decoder_type):
+    config = tiny_config(decoder_type=decoder_type, reconstruction_target="waveform")
     model = PhysioMAEForPreTraining(config).eval()
     batch_size, dropped = 3, 1
     input_values = random_windows(config, batch_size)
@@ -137,7 +138,7 @@ def test_dropped_modality_is_invisible_to_the_encoder_and_fully_scored():
 
 
 def test_norm_patch_loss_scores_normalised_patches():
-    config = tiny_config(norm_patch_loss=True)
+    config = tiny_config(norm_patch_loss=True, reconstruction_target="waveform")
     model = PhysioMAEForPreTraining(config).eval()
     input_values = 3.0 + 2.0 * random_windows(config, 2)
     with torch.no_grad():
@@ -202,8 +203,10 @@ def test_gradients_reach_every_tokenizer_and_decoder():
     for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
         for name, parameter in tokenizer.named_parameters():
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"tokenizer {index} {name}"
-    for index, decoder in enumerate(model.decoders):
-        assert decoder.prediction.weight.grad.abs().sum() > 0, f"decoder {index}"
+    for index, head in enumerate(model.decoder.heads):
+        assert head.weight.grad.abs().sum() > 0, f"decoder head {index}"
+    for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
+        assert tokenizer.spectral_projection.weight.grad.abs().sum() > 0, f"spectral projection {index}"
     assert model.physiomae.embeddings.modality_embeddings.grad.abs().sum(dim=1).gt(0).all()
 
 
