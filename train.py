@@ -23,17 +23,44 @@ that is checkpointed, so a resumed run repeats the uninterrupted run's losses ex
 Exit codes: 0 done, 1 error (NaN/inf loss, failed push after a complete export, bad arguments or data),
 143/130 stopped by SIGTERM/SIGINT after saving a checkpoint.
 
+Reconstruction quality (MAE strategies: mae_modality_drop, mae, mae_unimodal). The records of the pretraining
+split whose name hashes below `--reconstruction_eval_fraction` (`probing.record_split_is_test`, the sha1 split
+of eval.py) are held out: none of their windows is trained on (the split is made before
+`--max_train_windows`). When the hash picks no record, or every record, nothing is held out and the error is
+not measured (a warning says so). Before the first step (never again on resume: the statistics are model
+buffers, restored with the checkpoint) the model's per-dimension target statistics are computed with
+`set_target_statistics` on up to `--target_statistics_max_windows` training windows, evenly spaced over the
+training rows, collated like the training batches. Every `--reconstruction_eval_steps` steps and at the last
+step, the main process runs the model in eval mode (no modality dropout, no grad) on up to
+`--reconstruction_eval_max_windows` held-out windows (evenly spaced over the held-out rows) with a generator
+reseeded from the run seed every time, so every evaluation hides the same patches; it sums the model's
+`reconstruction_error_sum` / `reconstruction_reference_sum` over them. Per modality, their ratio is the
+relative reconstruction error 1 - R^2 of the hidden patches against the training mean of every target dimension
+(1.0 = predicting the training mean; null for a modality absent from the held-out windows). It is logged as two
+extra fields of that step's train_log.jsonl line (a line is written at every evaluation step, whatever
+`--logging_steps` says)::
+
+    {"step": 100, "loss": ..., ..., "relative_reconstruction_error": {"eeg": 0.81, ..., "spo2": null},
+     "relative_reconstruction_error_mean": 0.85}
+
+and the final values go to OUTPUT/reconstruction_eval.json (atomic write) and the export's README. Only the main
+process evaluates, with the unwrapped model (no collective); the other processes go on and wait for it in the
+next step's gradient reduction. Contrastive strategies and random_init have no target statistics and no
+reconstruction evaluation (random_init exports identity statistics; nothing is held out for them).
+
 Output layout of a run (OUTPUT = --output_dir)::
 
     OUTPUT/run_args.json                      every argument of the run (token redacted), written at start
     OUTPUT/train_log.jsonl                    one JSON line per logged step (loss = mean since the last line)
-    OUTPUT/loss_curves.png                    loss (overall and per modality) and learning rate
+    OUTPUT/reconstruction_eval.json           final held-out relative reconstruction error (MAE strategies)
+    OUTPUT/loss_curves.png                    loss (overall and per modality), held-out reconstruction error, lr
     OUTPUT/checkpoints/checkpoint-STEP/       Accelerate state + trainer_state.json + rank_state_R.pt
     OUTPUT/export/                            the Hub-format model folder (save_for_hub)
     OUTPUT/tensorboard/                       TensorBoard events (when tensorboard is installed)
 
 `mae_unimodal` trains one model per modality: each has its own run folder OUTPUT/unimodal/<modality>/
-(checkpoints, train_log.jsonl) and its export in OUTPUT/export/<modality>/.
+(checkpoints, train_log.jsonl, reconstruction_eval.json for its single modality) and its export in
+OUTPUT/export/<modality>/; OUTPUT/reconstruction_eval.json then gathers them under `runs`.
 """
 
 from __future__ import annotations
@@ -69,6 +96,11 @@ STRATEGIES = (
     "contrastive_loo",
     "random_init",
 )
+RECONSTRUCTION_STRATEGIES = ("mae_modality_drop", "mae", "mae_unimodal")
+"""Strategies with a masked-patch decoder: target statistics and the held-out reconstruction error."""
+RECONSTRUCTION_EVAL_NAME = "reconstruction_eval.json"
+RECONSTRUCTION_EVAL_SEED_OFFSET = 1_000_000_007
+"""The evaluation generator's seed is the run seed plus this: its masks are independent of the training draws."""
 CHECKPOINT_PREFIX = "checkpoint-"
 TMP_CHECKPOINT_PREFIX = ".tmp-checkpoint-"
 OLD_CHECKPOINT_PREFIX = ".old-checkpoint-"
@@ -110,6 +142,17 @@ class ModelArguments:
     attention_probs_dropout_prob: Optional[float] = field(default=None, metadata={"help": "Attention dropout."})
     projection_dim: Optional[int] = field(default=None, metadata={"help": "Contrastive projection width."})
     contrastive_temperature: Optional[float] = field(default=None, metadata={"help": "Initial InfoNCE temperature."})
+    decoder_type: Optional[str] = field(
+        default=None,
+        metadata={"help": "'in_place' (one shared ViT-MAE decoder), 'cross_attention' (one per modality) or "
+                  "'bottleneck' (per modality, reading only each modality's mean visible token)."},
+    )
+    tokenizer_type: Optional[str] = field(
+        default=None, metadata={"help": "'conv' or 'conv+log_band_power' (spectral tokens beside the convolution)."}
+    )
+    reconstruction_target: Optional[str] = field(
+        default=None, metadata={"help": "'waveform', 'log_band_power' or 'waveform+log_band_power'."}
+    )
 
 
 @dataclass
@@ -141,6 +184,22 @@ class DataArguments:
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per training process."})
     max_train_windows: Optional[int] = field(default=None, metadata={"help": "Use only the first N windows (quick runs)."})
     dataloader_drop_last: bool = field(default=False, metadata={"help": "Drop the last incomplete batch of each epoch."})
+    reconstruction_eval_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Share of the split's records held out of training to measure the reconstruction error "
+                  "(by sha1 of the record name; 0: none held out, not measured). MAE strategies."},
+    )
+    reconstruction_eval_steps: int = field(
+        default=100, metadata={"help": "Measure the held-out reconstruction error every N steps (0: only at the end)."}
+    )
+    reconstruction_eval_max_windows: int = field(
+        default=256, metadata={"help": "Held-out windows scored per evaluation, evenly spaced (0: not measured)."}
+    )
+    target_statistics_max_windows: int = field(
+        default=2048,
+        metadata={"help": "Training windows (evenly spaced) behind the reconstruction targets' mean/std, computed "
+                  "before the first step. MAE strategies."},
+    )
 
 
 @dataclass
@@ -247,6 +306,12 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
     if not 0.0 <= training_args.warmup_ratio < 1.0:
         raise ValueError(f"--warmup_ratio must lie in [0, 1), got {training_args.warmup_ratio}")
+    if not 0.0 <= data_args.reconstruction_eval_fraction < 1.0:
+        raise ValueError(f"--reconstruction_eval_fraction must lie in [0, 1), got {data_args.reconstruction_eval_fraction}")
+    if data_args.reconstruction_eval_steps < 0 or data_args.reconstruction_eval_max_windows < 0:
+        raise ValueError("--reconstruction_eval_steps and --reconstruction_eval_max_windows must be >= 0")
+    if data_args.target_statistics_max_windows < 1:
+        raise ValueError("--target_statistics_max_windows must be >= 1")
 
 
 # ----------------------------------------------------------------------------------------- model config
@@ -553,6 +618,23 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
 
 
 @dataclass
+class ReconstructionEvalData:
+    """The held-out windows of the reconstruction evaluation, collated once like the training batches.
+
+    `batches`: dicts with `input_values` `(batch, model_channels, window_length)` (float16 or float32, on the
+    CPU) and `modality_mask` `(batch, model_modalities)` bool; the same windows in the same order at every
+    evaluation.
+    """
+
+    batches: list[dict[str, Any]]
+    fraction: float
+    num_records: int  # held-out records (all removed from training)
+    num_windows: int  # windows scored per evaluation
+    num_windows_available: int  # usable held-out windows (at least one of the model's modalities present)
+    every_steps: int = 0  # evaluate every N optimizer steps (0: only at the last step)
+
+
+@dataclass
 class TrainingData:
     """The dataloader of a run and how to position it at (epoch, batch)."""
 
@@ -562,21 +644,104 @@ class TrainingData:
     streaming: bool
     streamed_dataset: Any = None
     dropped_rows: int = 0
+    statistics_windows: Optional[ArrowWindowDataset] = None  # training windows behind the target statistics
+    reconstruction_eval: Optional[ReconstructionEvalData] = None  # None: the error is not measured
+    held_out_note: str = ""  # why nothing is held out, when nothing is
+
+    def statistics_batches(self, device, batch_size: int = 64) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`(input_values, modality_mask)` batches of `statistics_windows` on `device`, for `set_target_statistics`."""
+        for start in range(0, len(self.statistics_windows), batch_size):
+            batch = self.statistics_windows.__getitems__(list(range(start, min(start + batch_size, len(self.statistics_windows)))))
+            yield batch["input_values"].to(device).float(), batch["modality_mask"].to(device)
+
+
+def evenly_spaced(num_rows: int, count: int) -> list[int]:
+    """`min(count, num_rows)` row indices spread evenly over `range(num_rows)` (all of them when count >= num_rows)."""
+    if count >= num_rows:
+        return list(range(num_rows))
+    return np.unique(np.linspace(0, num_rows - 1, count).round().astype(int)).tolist()
+
+
+def held_out_record_rows(split_dataset, fraction: float) -> tuple[np.ndarray | None, int, str]:
+    """Which rows belong to the held-out records: `record_split_is_test(record, fraction)` (eval.py's sha1 split).
+
+    Returns (boolean row mask or None when nothing is held out, number of held-out records, why nothing is).
+    Nothing is held out when `fraction` is 0, the split has no `record` column, or the hash picks no record
+    or every record (training needs at least one).
+    """
+    from modeling_physiomae.probing import record_split_is_test
+
+    if fraction <= 0:
+        return None, 0, "--reconstruction_eval_fraction is 0"
+    if "record" not in split_dataset.column_names:
+        return None, 0, "the split has no record column"
+    records = np.asarray(split_dataset.with_format(None)["record"], dtype=object).astype(str)
+    names, inverse = np.unique(records, return_inverse=True)
+    held_names = np.array([record_split_is_test(str(name), fraction) for name in names])
+    if not held_names.any():
+        return None, 0, f"no record of {len(names)} hashes into the held-out share {fraction:g}"
+    if held_names.all():
+        return None, 0, f"every record of {len(names)} hashes into the held-out share {fraction:g}"
+    return held_names[inverse], int(held_names.sum()), ""
+
+
+def build_reconstruction_eval(held_out, collator: WindowCollator, fraction: float, num_records: int,
+                              max_windows: int, batch_size: int, every_steps: int) -> ReconstructionEvalData | None:
+    """Collate up to `max_windows` usable held-out windows (evenly spaced) into fixed evaluation batches."""
+    keep = usable_row_indices(held_out, collator)
+    if keep is not None:
+        held_out = held_out.select(keep, keep_in_memory=True)
+    if len(held_out) == 0:
+        return None
+    chosen = evenly_spaced(len(held_out), max_windows)
+    windows = ArrowWindowDataset(held_out, collator)
+    batches = []
+    for start in range(0, len(chosen), batch_size):
+        batch = windows.__getitems__(chosen[start:start + batch_size])
+        batches.append({"input_values": batch["input_values"], "modality_mask": batch["modality_mask"]})
+    return ReconstructionEvalData(batches, fraction, num_records, len(chosen), len(held_out), every_steps)
 
 
 def build_training_data(split_dataset, config, data_args: DataArguments, training_args: PretrainingArguments,
                         accelerator) -> TrainingData:
+    """The training stream of one model, its target-statistics windows and its held-out evaluation windows.
+
+    Order: the held-out records are split off the whole split (MAE strategies), then `--max_train_windows`
+    takes the first N training windows, then windows without any of the model's modalities are skipped.
+    """
     dataset_channels, dataset_modalities = dataset_layout(split_dataset)
     check_window_geometry(split_dataset, config)
     collator = WindowCollator(config, dataset_channels, dataset_modalities)
-    if data_args.max_train_windows:
-        split_dataset = split_dataset.select(range(min(data_args.max_train_windows, len(split_dataset))))
     columns = [name for name in ("input_values", "modality_mask", "channel_mask", "record", "window")
                if name in split_dataset.column_names]
     missing = {"input_values", "modality_mask"} - set(columns)
     if missing:
         raise ValueError(f"the dataset lacks the columns {sorted(missing)} (has {split_dataset.column_names})")
     split_dataset = split_dataset.select_columns(columns)
+
+    reconstruction_eval, held_out_note = None, ""
+    if training_args.strategy in RECONSTRUCTION_STRATEGIES:
+        fraction = data_args.reconstruction_eval_fraction if data_args.reconstruction_eval_max_windows > 0 else 0.0
+        held_rows, num_held_records, held_out_note = held_out_record_rows(split_dataset, fraction)
+        if held_rows is None:
+            logger.warning("the reconstruction error is not measured: %s (nothing held out)", held_out_note)
+        else:
+            reconstruction_eval = build_reconstruction_eval(
+                split_dataset.select(np.flatnonzero(held_rows), keep_in_memory=True), collator, fraction, num_held_records,
+                data_args.reconstruction_eval_max_windows, training_args.per_device_batch_size,
+                data_args.reconstruction_eval_steps,
+            )
+            # in memory: an indices mapping written next to the saved dataset would need a writable folder
+            split_dataset = split_dataset.select(np.flatnonzero(~held_rows), keep_in_memory=True)
+            if reconstruction_eval is None:
+                held_out_note = "no held-out window has any of the model's modalities"
+                logger.warning("the reconstruction error is not measured: %s", held_out_note)
+            else:
+                logger.info("held out %d records (%d usable windows, %d scored per evaluation) of the split to "
+                            "measure the reconstruction error", num_held_records,
+                            reconstruction_eval.num_windows_available, reconstruction_eval.num_windows)
+    if data_args.max_train_windows:
+        split_dataset = split_dataset.select(range(min(data_args.max_train_windows, len(split_dataset))))
     keep = usable_row_indices(split_dataset, collator)
     dropped = 0
     if keep is not None:
@@ -586,6 +751,14 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
         split_dataset = split_dataset.select(keep, keep_in_memory=True)
     if len(split_dataset) == 0:
         raise ValueError(f"no usable windows for modalities {config.modality_names}")
+    statistics_windows = None
+    if training_args.strategy in RECONSTRUCTION_STRATEGIES:
+        statistics_windows = ArrowWindowDataset(
+            split_dataset.select(evenly_spaced(len(split_dataset), data_args.target_statistics_max_windows),
+                                 keep_in_memory=True), collator,
+        )
+    extras = {"statistics_windows": statistics_windows, "reconstruction_eval": reconstruction_eval,
+              "held_out_note": held_out_note}
 
     if data_args.streaming:
         from datasets.distributed import split_dataset_by_node
@@ -601,7 +774,7 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
             streamed, batch_size=training_args.per_device_batch_size, collate_fn=collator,
             num_workers=data_args.num_workers, drop_last=data_args.dataloader_drop_last,
         )
-        return TrainingData(dataloader, None, None, True, streamed, dropped)
+        return TrainingData(dataloader, None, None, True, streamed, dropped, **extras)
 
     dataset = ArrowWindowDataset(split_dataset, collator)
     sampler = EpochShuffleSampler(len(dataset), training_args.seed)
@@ -616,7 +789,7 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
             f"{len(dataset)} windows give no batch of {training_args.per_device_batch_size} per process "
             f"(drop_last={data_args.dataloader_drop_last}, processes={accelerator.num_processes})"
         )
-    return TrainingData(dataloader, len(dataloader), len(dataset), False, None, dropped)
+    return TrainingData(dataloader, len(dataloader), len(dataset), False, None, dropped, **extras)
 
 
 def iterate_batches(data: TrainingData, accelerator, start_epoch: int, start_batch: int):
@@ -795,6 +968,7 @@ class PretrainingRun:
         self.global_step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.reconstruction_result: dict[str, Any] | None = None  # the last evaluation (main process)
 
     # -------------------------------------------------------------- setup
     def total_steps(self) -> int:
@@ -817,7 +991,7 @@ class PretrainingRun:
             if not parameter.requires_grad:
                 continue
             (no_decay if parameter.ndim < 2 or "norm" in name.lower() or "embedding" in name.lower() else decay).append(parameter)
-        # The model has ~500 small parameter tensors (a tokenizer and a decoder per modality): the multi-tensor
+        # The model has hundreds of small parameter tensors (a tokenizer per modality, decoder layers): the multi-tensor
         # (foreach) AdamW cuts its operator count ~4.6x on CPU; on CUDA the fused kernel does one launch.
         on_cuda = self.accelerator.device.type == "cuda"
         optimizer = torch.optim.AdamW(
@@ -931,6 +1105,91 @@ class PretrainingRun:
         temporary.write_text("".join(line + "\n" for line in kept))
         os.replace(temporary, self.paths.log_path)
 
+    # -------------------------------------------------------------- reconstruction targets and quality
+    def set_target_statistics(self) -> None:
+        """Per-dimension mean/std of the reconstruction targets over the training windows (every process, the
+        same windows: identical buffers). Called before the first step only; a resume restores them."""
+        if self.data is None or self.data.statistics_windows is None:
+            return
+        model = self.accelerator.unwrap_model(self.model)
+        if not hasattr(model, "set_target_statistics"):
+            return
+        started = time.perf_counter()
+        counts = model.set_target_statistics(self.data.statistics_batches(self.accelerator.device))
+        logger.info("%starget statistics from %d training windows (%s patches) in %.1f s",
+                    f"{self.tag}: " if self.tag else "", len(self.data.statistics_windows), counts,
+                    time.perf_counter() - started)
+
+    @torch.no_grad()
+    def evaluate_reconstruction(self) -> dict[str, Any] | None:
+        """Relative reconstruction error (1 - R^2) per modality on the held-out windows; None when not measured.
+
+        Eval mode (no dropout, no modality dropout), the unwrapped model (no collective: the main process alone
+        may call it), a generator reseeded from the run seed (the same hidden patches every time)."""
+        evaluation = self.data.reconstruction_eval if self.data is not None else None
+        if evaluation is None:
+            return None
+        accelerator = self.accelerator
+        model = accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        generator = torch.Generator(device=accelerator.device)
+        generator.manual_seed(self.args.seed + RECONSTRUCTION_EVAL_SEED_OFFSET)
+        names = self.config.modality_names
+        error_sum = torch.zeros(len(names), dtype=torch.float64, device=accelerator.device)
+        reference_sum = torch.zeros(len(names), dtype=torch.float64, device=accelerator.device)
+        kwargs = {"generator": generator} if self.model_accepts_generator else {}
+        try:
+            for batch in evaluation.batches:
+                outputs = model(input_values=batch["input_values"].to(accelerator.device).float(),
+                                modality_mask=batch["modality_mask"].to(accelerator.device), **kwargs)
+                error_sum += outputs.reconstruction_error_sum.detach().double()  # (num_modalities,)
+                reference_sum += outputs.reconstruction_reference_sum.detach().double()
+        finally:
+            model.train(was_training)
+        errors, references = error_sum.cpu().tolist(), reference_sum.cpu().tolist()
+        per_modality = {
+            name: (error / reference if reference > 0 and math.isfinite(error) and math.isfinite(reference) else None)
+            for name, error, reference in zip(names, errors, references)
+        }
+        present = [value for value in per_modality.values() if value is not None]
+        return {
+            "step": self.global_step,
+            "relative_reconstruction_error": per_modality,
+            "relative_reconstruction_error_mean": sum(present) / len(present) if present else None,
+        }
+
+    def reconstruction_eval_due(self, last_step: bool) -> bool:
+        if self.data is None or self.data.reconstruction_eval is None:
+            return False
+        every = self.data.reconstruction_eval.every_steps
+        return last_step or (every > 0 and self.global_step % every == 0)
+
+    def write_reconstruction_eval(self) -> None:
+        """OUTPUT/reconstruction_eval.json (this run's folder) with the last evaluation and what it measured."""
+        result = self.reconstruction_result
+        if result is None or not self.accelerator.is_main_process:
+            return
+        evaluation = self.data.reconstruction_eval
+        config = self.config
+        write_json_atomic(self.paths.run_dir / RECONSTRUCTION_EVAL_NAME, {
+            **result,
+            "definition": "per modality: sum over the hidden patches of the held-out windows of the weighted squared "
+                          "error of the standardised target, divided by the same sum for predicting the training mean "
+                          "of every target dimension (1 - R^2; 1.0 = predicting the training mean; null = modality "
+                          "absent from the held-out windows); mean = over the modalities measured",
+            "strategy": self.strategy,
+            "modalities": config.modality_names,
+            "held_out": {"fraction": evaluation.fraction, "records": evaluation.num_records,
+                         "windows_scored": evaluation.num_windows, "windows_available": evaluation.num_windows_available,
+                         "split": "sha1 of the record name (modeling_physiomae.probing.record_split_is_test)"},
+            "target_statistics_windows": len(self.data.statistics_windows) if self.data.statistics_windows else None,
+            "reconstruction_target": getattr(config, "reconstruction_target", None),
+            "decoder_type": getattr(config, "decoder_type", None),
+            "mask_ratio": config.mask_ratio,
+            "seed": self.args.seed,
+        })
+
     # -------------------------------------------------------------- one step
     def forward_batch(self, batch: dict[str, Any]):
         device = self.accelerator.device
@@ -1010,12 +1269,21 @@ class PretrainingRun:
 
         accelerator = self.accelerator
         if resume is not None:
-            self.load_checkpoint(resume)
+            self.load_checkpoint(resume)  # restores the target statistics with the weights
+        else:
+            self.set_target_statistics()
         if accelerator.is_main_process:
             self.paths.run_dir.mkdir(parents=True, exist_ok=True)
             self.truncate_log(self.global_step)
         if self.global_step >= self.steps:
             logger.info("%s: already trained for %d steps", self.tag or "run", self.steps)
+            result_path = self.paths.run_dir / RECONSTRUCTION_EVAL_NAME
+            if accelerator.is_main_process and self.data.reconstruction_eval is not None:
+                if result_path.is_file():  # measured at the last step before the stop
+                    self.reconstruction_result = json.loads(result_path.read_text())
+                else:  # stopped between the last checkpoint and the file
+                    self.reconstruction_result = self.evaluate_reconstruction()
+                    self.write_reconstruction_eval()
             return
         accelerator.wait_for_everyone()
         batches = iterate_batches(self.data, accelerator, self.epoch, self.batch_in_epoch)
@@ -1049,7 +1317,13 @@ class PretrainingRun:
                     ids_handle.flush()
                 progress.update(1)
                 last_step = self.global_step >= self.steps
-                if self.global_step == 1 or last_step or self.global_step % max(1, self.args.logging_steps) == 0:
+                evaluate_now = self.reconstruction_eval_due(last_step)
+                reconstruction = None
+                if evaluate_now and accelerator.is_main_process:  # the others go on to the next step and wait there
+                    reconstruction = self.evaluate_reconstruction()
+                    self.reconstruction_result = reconstruction
+                if (self.global_step == 1 or last_step or evaluate_now
+                        or self.global_step % max(1, self.args.logging_steps) == 0):
                     elapsed = time.perf_counter() - interval_start
                     entry = {
                         "step": self.global_step,
@@ -1062,6 +1336,9 @@ class PretrainingRun:
                         "grad_norm": float(grad_norm) if grad_norm is not None else None,
                         "windows_per_s": window_count / elapsed if elapsed > 0 else None,
                     }
+                    if reconstruction is not None:
+                        entry["relative_reconstruction_error"] = reconstruction["relative_reconstruction_error"]
+                        entry["relative_reconstruction_error_mean"] = reconstruction["relative_reconstruction_error_mean"]
                     if self.tag:
                         entry["modality"] = self.tag
                     window_count, interval_start, interval = 0, time.perf_counter(), IntervalMeans()
@@ -1074,6 +1351,14 @@ class PretrainingRun:
                     for name, value in record.loss_per_modality.items():
                         if value is not None:
                             scalars[f"{self.tag + '/' if self.tag else ''}train/loss_{name}"] = value
+                    if reconstruction is not None:
+                        prefix = f"{self.tag + '/' if self.tag else ''}held_out/"
+                        for name, value in reconstruction["relative_reconstruction_error"].items():
+                            if value is not None:
+                                scalars[f"{prefix}relative_reconstruction_error_{name}"] = value
+                        if reconstruction["relative_reconstruction_error_mean"] is not None:
+                            scalars[f"{prefix}relative_reconstruction_error_mean"] = reconstruction[
+                                "relative_reconstruction_error_mean"]
                     if accelerator.trackers:
                         accelerator.log(scalars, step=self.global_step)
                 if record.stop_signal:
@@ -1084,6 +1369,7 @@ class PretrainingRun:
                     )
                 if (self.args.save_steps > 0 and self.global_step % self.args.save_steps == 0) or last_step:
                     self.save_checkpoint()
+            self.write_reconstruction_eval()
             if ids_handle is not None:
                 ids_handle.write(json.dumps({"step": self.global_step, "parameter_checksum": self.parameter_checksum()}) + "\n")
         finally:
@@ -1208,6 +1494,8 @@ def push_export(folder: Path, training_args: PretrainingArguments, hub_api=None)
 
 # ----------------------------------------------------------------------------------------- plots
 def plot_loss_curves(log_paths: dict[str, Path], output_png: Path) -> None:
+    """Training loss (overall and per modality), the held-out relative reconstruction error per modality (a
+    panel drawn when some log line holds it) and the learning rate, against the optimizer step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1221,8 +1509,13 @@ def plot_loss_curves(log_paths: dict[str, Path], output_png: Path) -> None:
                 runs[label] = entries
     if not runs:
         return
-    figure, (loss_axis, lr_axis) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
-                                                gridspec_kw={"height_ratios": [3, 1]})
+    has_reconstruction = any("relative_reconstruction_error" in entry for entries in runs.values() for entry in entries)
+    if has_reconstruction:
+        figure, (loss_axis, reconstruction_axis, lr_axis) = plt.subplots(
+            3, 1, figsize=(9, 10), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]})
+    else:
+        figure, (loss_axis, lr_axis) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
+                                                    gridspec_kw={"height_ratios": [3, 1]})
     for label, entries in runs.items():
         steps = [entry["step"] for entry in entries]
         prefix = f"{label}: " if label else ""
@@ -1234,12 +1527,29 @@ def plot_loss_curves(log_paths: dict[str, Path], output_png: Path) -> None:
                 values = [math.nan if value is None else value for value in values]
                 loss_axis.plot(steps, values, linewidth=1, alpha=0.7, label=f"{prefix}{name}")
         lr_axis.plot(steps, [entry["learning_rate"] for entry in entries], label=label or "lr")
+        if has_reconstruction:
+            evaluated = [entry for entry in entries if "relative_reconstruction_error" in entry]
+            evaluation_steps = [entry["step"] for entry in evaluated]
+            names = list((evaluated[-1]["relative_reconstruction_error"] if evaluated else {}))
+            for name in names:
+                values = [entry["relative_reconstruction_error"].get(name) for entry in evaluated]
+                reconstruction_axis.plot(evaluation_steps, [math.nan if value is None else value for value in values],
+                                         marker="o", markersize=3, linewidth=1, label=f"{prefix}{name}")
+            if len(names) > 1:
+                means = [entry.get("relative_reconstruction_error_mean") for entry in evaluated]
+                reconstruction_axis.plot(evaluation_steps, [math.nan if value is None else value for value in means],
+                                         color="black", linewidth=2, label=f"{prefix}mean")
     positive = all(entry["loss"] > 0 for entries in runs.values() for entry in entries)
     if positive:
         loss_axis.set_yscale("log")
     loss_axis.set_ylabel("training loss")
     loss_axis.legend(fontsize=7, ncol=2)
     loss_axis.grid(alpha=0.3)
+    if has_reconstruction:
+        reconstruction_axis.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="predicting the training mean")
+        reconstruction_axis.set_ylabel("held-out rel. recon. error (1-R²)")
+        reconstruction_axis.legend(fontsize=7, ncol=2)
+        reconstruction_axis.grid(alpha=0.3)
     lr_axis.set_ylabel("learning rate")
     lr_axis.set_xlabel("optimizer step")
     lr_axis.grid(alpha=0.3)
@@ -1291,7 +1601,7 @@ def prepare_output_dir(output_dir: Path, training_args: PretrainingArguments, ac
         if training_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
             for name in ("checkpoints", "unimodal", "sample_ids", "export", "tensorboard"):
                 shutil.rmtree(output_dir / name, ignore_errors=True)
-            for name in ("train_log.jsonl", "loss_curves.png"):
+            for name in ("train_log.jsonl", "loss_curves.png", RECONSTRUCTION_EVAL_NAME):
                 (output_dir / name).unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
@@ -1344,7 +1654,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Pre
                                                        if isinstance(value, (int, float, str, bool))})
 
     modalities = base_config.modality_names if strategy == "mae_unimodal" else [None]
-    summary: dict[str, Any] = {"strategy": strategy, "output_dir": str(output_dir), "exports": []}
+    summary: dict[str, Any] = {"strategy": strategy, "output_dir": str(output_dir), "exports": [],
+                               "reconstruction_eval": {}}
     log_paths: dict[str, Path] = {}
     with SignalCatcher() as signals:
         for modality in modalities:
@@ -1379,6 +1690,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Pre
                               training_args.per_device_batch_size * accelerator.num_processes
                               * training_args.gradient_accumulation_steps,
                               "skipped_windows_without_modality": data.dropped_rows})
+                if strategy in RECONSTRUCTION_STRATEGIES and data.reconstruction_eval is None:
+                    summary["reconstruction_eval"][modality or ""] = {"not_measured": data.held_out_note}
+                if pretraining.reconstruction_result is not None:
+                    summary["reconstruction_eval"][modality or ""] = pretraining.reconstruction_result
+                    extra["held-out relative reconstruction error (1-R²)"] = reconstruction_summary_text(
+                        pretraining.reconstruction_result, data.reconstruction_eval)
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 model = accelerator.unwrap_model(pretraining.model)
@@ -1386,6 +1703,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Pre
             summary["exports"].append(str(paths.export_dir))
             accelerator.wait_for_everyone()
 
+    if accelerator.is_main_process and strategy == "mae_unimodal":
+        gather_unimodal_reconstruction_evals(output_dir, modalities)
     if accelerator.is_main_process and strategy != "random_init":
         plot_loss_curves(log_paths, output_dir / "loss_curves.png")
     if accelerator.trackers:
@@ -1401,6 +1720,38 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Pre
             push_export(output_dir / "export", training_args, hub_api)
     accelerator.wait_for_everyone()
     return summary
+
+
+def reconstruction_summary_text(result: dict[str, Any], evaluation: ReconstructionEvalData | None) -> str:
+    """One line for the export README, e.g. 'eeg 0.812, ecg 0.901, mean 0.857 (step 300, 64 windows of 3
+    held-out records)'."""
+    def number(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    values = ", ".join(f"{name} {number(value)}" for name, value in result["relative_reconstruction_error"].items())
+    where = f"step {result['step']}"
+    if evaluation is not None:
+        where += f", {evaluation.num_windows} windows of {evaluation.num_records} held-out records"
+    return f"{values}, mean {number(result['relative_reconstruction_error_mean'])} ({where})"
+
+
+def gather_unimodal_reconstruction_evals(output_dir: Path, modalities: list[str]) -> None:
+    """OUTPUT/reconstruction_eval.json of mae_unimodal: each modality's run file under `runs`."""
+    runs = {}
+    for modality in modalities:
+        path = run_paths(output_dir, modality).run_dir / RECONSTRUCTION_EVAL_NAME
+        if path.is_file():
+            runs[modality] = json.loads(path.read_text())
+    if not runs:
+        return
+    per_modality = {modality: run["relative_reconstruction_error"].get(modality) for modality, run in runs.items()}
+    present = [value for value in per_modality.values() if value is not None]
+    write_json_atomic(output_dir / RECONSTRUCTION_EVAL_NAME, {
+        "strategy": "mae_unimodal",
+        "relative_reconstruction_error": per_modality,  # each modality from its own single-modality model
+        "relative_reconstruction_error_mean": sum(present) / len(present) if present else None,
+        "runs": runs,
+    })
 
 
 def cli() -> int:

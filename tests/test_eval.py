@@ -115,19 +115,36 @@ def synthetic_dataset_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def training_outputs(tmp_path_factory) -> dict[str, Path]:
-    """Two fake training outputs in train.py's layout: an early-fusion run and a 2-modality unimodal run."""
+    """Two fake training outputs in train.py's layout: an early-fusion run and a 2-modality unimodal run.
+
+    train.py's reconstruction_eval.json is there for the early-fusion run and the unimodal EEG run, not for ECG."""
     from modeling_physiomae.hub_export import save_for_hub
 
     root = tmp_path_factory.mktemp("eval-runs")
     early = root / "mae_modality_drop"
     save_for_hub(tiny_encoder(0), str(early / "export"))
     (early / "run_args.json").write_text(json.dumps({"strategy": "mae_modality_drop"}))
+    (early / "reconstruction_eval.json").write_text(json.dumps(FAKE_RECONSTRUCTION_EVAL))
     unimodal = root / "mae_unimodal"
     for seed, modality in enumerate(("eeg", "ecg")):
         config_modalities = {modality: PhysioMAEConfig().modalities[modality]}
         save_for_hub(tiny_encoder(seed, modalities=config_modalities), str(unimodal / "export" / modality))
     (unimodal / "run_args.json").write_text(json.dumps({"strategy": "mae_unimodal"}))
+    (unimodal / "unimodal" / "eeg").mkdir(parents=True)
+    (unimodal / "unimodal" / "eeg" / "reconstruction_eval.json").write_text(json.dumps(
+        {"step": 20, "modalities": ["eeg"], "relative_reconstruction_error": {"eeg": 0.75},
+         "relative_reconstruction_error_mean": 0.75, "reconstruction_target": "log_band_power"}))
     return {"early": early, "unimodal": unimodal}
+
+
+FAKE_RECONSTRUCTION_EVAL = {
+    "step": 40,
+    "modalities": ["eeg", "eog", "emg", "resp", "spo2", "ecg"],
+    "relative_reconstruction_error": {"eeg": 0.5, "eog": 0.6, "emg": 0.9, "resp": 0.8, "spo2": None, "ecg": 0.7},
+    "relative_reconstruction_error_mean": 0.7,
+    "reconstruction_target": "log_band_power",
+}
+"""What train.py writes to OUTPUT/reconstruction_eval.json (the fields eval.py reads); SpO2 absent from held-out."""
 
 
 # ----------------------------------------------------------------------------------------------- probes
@@ -242,8 +259,11 @@ def test_rollout_rows_sum_to_one_and_ignore_absent_tokens():
 def test_modality_tuning_is_zero_for_a_modality_the_model_cannot_see():
     encoder = tiny_encoder(2, initializer_range=0.2)  # larger weights: clearer responses
     ignored = encoder.config.modality_names.index("emg")
-    with torch.no_grad():  # the emg tokenizer's convolution no longer reads the signal: its tokens are constant
-        encoder.embeddings.tokenizers[ignored].convolution.weight.zero_()
+    with torch.no_grad():  # the emg tokenizer no longer reads the signal (conv and spectral paths): constant tokens
+        tokenizer = encoder.embeddings.tokenizers[ignored]
+        tokenizer.convolution.weight.zero_()
+        if getattr(tokenizer, "spectral_projection", None) is not None:  # tokenizer_type="conv+log_band_power"
+            tokenizer.spectral_projection.weight.zero_()
     input_values = torch.randn(4, 13, 3000, generator=torch.Generator().manual_seed(2))
     modality_mask = torch.ones(4, 6, dtype=torch.bool)
     tuning = modality_tuning(encoder, input_values, modality_mask, ablation="zero_input")
@@ -313,6 +333,38 @@ def test_eval_end_to_end_tables_robustness_analyses(synthetic_run):
     for plot in analysis["plots"]:
         assert (output_dir / "analysis" / "mae_modality_drop" / plot).stat().st_size > 1000
     assert "skipped" in results["analyses"]["mae_unimodal-eeg"]
+
+
+def test_comparison_reports_the_held_out_reconstruction_error(synthetic_run):
+    output_dir, results = synthetic_run
+    rows = {row["name"]: row for row in results["ranking"]}
+    early = rows["mae_modality_drop"]["reconstruction"]
+    assert early["relative_reconstruction_error"] == FAKE_RECONSTRUCTION_EVAL["relative_reconstruction_error"]
+    assert early["relative_reconstruction_error_mean"] == pytest.approx(0.7) and early["step"] == 40
+    assert rows["mae_unimodal-eeg"]["reconstruction"]["relative_reconstruction_error"] == {"eeg": 0.75}
+    for name in ("band_power", "mae_unimodal-ecg", "mae_unimodal-concat"):  # not measured (concat: ECG run lacks it)
+        assert rows[name]["reconstruction"] is None
+    assert "1 - R^2" in results["reconstruction_definition"]
+
+    table = (output_dir / "comparison.md").read_text()
+    assert "rel. recon. error (1-R²)" in table
+    main_table = table.split("## Held-out reconstruction")[0]
+    header = next(line for line in main_table.splitlines() if line.startswith("| rank"))
+    column = [cell.strip() for cell in header.strip("|").split("|")].index("rel. recon. error (1-R²), mean")
+    cells = {}
+    for line in main_table.splitlines():
+        if line.startswith("| ") and not line.startswith("| rank"):
+            values = [cell.strip() for cell in line.strip("|").split("|")]
+            cells[values[1]] = values[column]
+    assert cells["mae_modality_drop"] == "0.700" and cells["mae_unimodal-eeg"] == "0.750"
+    assert cells["band_power"] == cells["mae_unimodal-ecg"] == cells["mae_unimodal-concat"] == "-"
+    per_modality = table.split("## Held-out reconstruction")[1]
+    early_line = next(line for line in per_modality.splitlines() if line.startswith("| mae_modality_drop |"))
+    assert "| 0.500 | 0.600 | 0.900 | 0.800 | - | 0.700 |" in early_line and "log_band_power" in early_line
+
+    comparison = {entry["name"]: entry for entry in json.loads((output_dir / "comparison.json").read_text())}
+    assert comparison["mae_modality_drop"]["relative_reconstruction_error.eeg"] == 0.5
+    assert comparison["band_power"]["relative_reconstruction_error.mean"] is None
 
 
 def test_exported_classifier_loads_in_fresh_process_and_reproduces_probe(synthetic_run, synthetic_dataset_dir, tmp_path):

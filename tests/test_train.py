@@ -1,4 +1,4 @@
-"""train.py: strategies, exact resume, atomic checkpoints, 2 processes, export, push, NaN stop."""
+"""train.py: strategies, exact resume, atomic checkpoints, 2 processes, export, push, NaN stop, held-out reconstruction error."""
 from __future__ import annotations
 
 import json
@@ -353,7 +353,8 @@ def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_datas
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO_ROOT / "train.py"),
                *map(str, base_arguments(tiny_dataset, output_dir, "--max_steps", 3, "--per_device_batch_size", 4,
-                                        "--save_steps", 0, "--log_sample_ids"))]
+                                        "--save_steps", 0, "--log_sample_ids", "--reconstruction_eval_fraction", 0.5,
+                                        "--reconstruction_eval_steps", 2))]
     result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
@@ -367,8 +368,12 @@ def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_datas
         ids_rank1 = {sample for batch in step_rank1["sample_ids"] for sample in batch}
         assert len(ids_rank0) == len(ids_rank1) == 4
         assert not ids_rank0 & ids_rank1, f"both ranks trained on {ids_rank0 & ids_rank1} at step {step_rank0['step']}"
+        assert {sample.split(":")[0] for sample in ids_rank0 | ids_rank1} == {"te00-0002"}  # the others are held out
     log = read_log(output_dir / "train_log.jsonl")
     assert len(log) == 3 and json.loads((output_dir / "run_args.json").read_text())["num_processes"] == 2
+    # the main process alone evaluates the held-out records (no collective): no hang, one result
+    assert [entry["step"] for entry in log if "relative_reconstruction_error" in entry] == [2, 3]
+    assert json.loads((output_dir / "reconstruction_eval.json").read_text())["step"] == 3
     assert (output_dir / "export" / "model.safetensors").is_file()
 
 
@@ -457,3 +462,153 @@ def test_push_to_hub_goes_through_hf_api_and_offline_fails_after_export(tmp_path
     assert "HF_HUB_OFFLINE" in str(error_info.value)
     assert (offline_dir / "export" / "model.safetensors").is_file()
     assert (offline_dir / "export" / "config.json").is_file()
+
+
+# ----------------------------------------------------------------------------------------- reconstruction quality
+def test_model_arguments_pass_decoder_and_target_through_and_held_out_records_follow_the_hash(tiny_dataset, tmp_path):
+    import datasets
+
+    import train
+
+    model_args, _, training_args = train.parse_arguments(
+        [TINY_YAML, "--output_dir", str(tmp_path), "--dataset_dir", "d", "--strategy", "mae",
+         "--decoder_type", "cross_attention", "--reconstruction_target", "log_band_power"])
+    config = train.build_model_config(model_args, training_args)
+    assert config.decoder_type == "cross_attention" and config.reconstruction_target == "log_band_power"
+    from modeling_physiomae import PhysioMAEConfig
+
+    kept = train.build_model_config(train.ModelArguments(), train.PretrainingArguments(output_dir=str(tmp_path)))
+    assert (kept.decoder_type, kept.reconstruction_target) == (PhysioMAEConfig().decoder_type,
+                                                                PhysioMAEConfig().reconstruction_target)
+
+    pretrain = datasets.load_from_disk(str(tiny_dataset))["pretrain"]  # records te00-0000 .. te00-0002
+    held_rows, num_records, why = train.held_out_record_rows(pretrain, 0.5)  # sha1 share of 0000, 0001: ~0.17
+    assert num_records == 2 and why == ""
+    assert sorted(set(np.asarray(pretrain["record"])[held_rows])) == ["te00-0000", "te00-0001"]
+    for fraction, reason in ((0.1, "no record"), (0.99, "every record"), (0.0, "is 0")):
+        held_rows, num_records, why = train.held_out_record_rows(pretrain, fraction)
+        assert held_rows is None and num_records == 0 and reason in why
+    with pytest.raises(ValueError, match="reconstruction_eval_fraction"):
+        train.parse_arguments([TINY_YAML, "--output_dir", str(tmp_path), "--dataset_dir", "d",
+                               "--reconstruction_eval_fraction", "1.0"])
+
+
+@pytest.fixture(scope="module")
+def spo2_absent_in_held_out_dataset(tiny_dataset, tmp_path_factory) -> Path:
+    """The tiny dataset with SpO2 absent from te00-0000 and te00-0001 (held out at fraction 0.5), present in te00-0002."""
+    import datasets
+
+    loaded = datasets.load_from_disk(str(tiny_dataset))
+    spo2_channel = 11
+
+    def drop_spo2(row):
+        if row["record"] != "te00-0002":
+            row["modality_mask"] = [index != 4 for index in range(6)]
+            row["channel_mask"] = [index != spo2_channel for index in range(NUM_CHANNELS)]
+        return row
+
+    folder = tmp_path_factory.mktemp("spo2-absent") / "dataset"
+    datasets.DatasetDict({**loaded, "pretrain": loaded["pretrain"].map(drop_spo2)}).save_to_disk(str(folder))
+    return folder
+
+
+def held_out_arguments(dataset, output_dir, *extra):
+    return base_arguments(dataset, output_dir, "--max_steps", 4, "--per_device_batch_size", 4,
+                          "--reconstruction_eval_fraction", 0.5, "--reconstruction_eval_steps", 2, *extra)
+
+
+def test_reconstruction_error_on_held_out_records_is_logged_written_and_restored_on_resume(
+        spo2_absent_in_held_out_dataset, tmp_path, monkeypatch):
+    import train
+
+    output_dir = tmp_path / "held-out"
+    run_train(held_out_arguments(spo2_absent_in_held_out_dataset, output_dir, "--save_steps", 2, "--log_sample_ids"))
+    log = read_log(output_dir / "train_log.jsonl")
+    assert [entry["step"] for entry in log] == [1, 2, 3, 4]
+    evaluated = {entry["step"]: entry for entry in log if "relative_reconstruction_error" in entry}
+    assert list(evaluated) == [2, 4]  # every 2 steps and at the last
+    for entry in evaluated.values():
+        errors = entry["relative_reconstruction_error"]
+        assert list(errors) == ["eeg", "eog", "emg", "resp", "spo2", "ecg"]
+        assert errors["spo2"] is None  # absent from every held-out window
+        present = [value for name, value in errors.items() if name != "spo2"]
+        assert all(math.isfinite(value) and value > 0 for value in present)
+        assert entry["relative_reconstruction_error_mean"] == pytest.approx(sum(present) / len(present))
+
+    # the held-out records never reach the training stream
+    trained = {sample.split(":")[0] for entry in read_log(output_dir / "sample_ids" / "rank_0.jsonl")
+               if "sample_ids" in entry for batch in entry["sample_ids"] for sample in batch}
+    assert trained == {"te00-0002"}
+
+    result = json.loads((output_dir / "reconstruction_eval.json").read_text())
+    assert result["step"] == 4 and result["strategy"] == "mae_modality_drop"
+    assert result["relative_reconstruction_error"] == evaluated[4]["relative_reconstruction_error"]
+    assert result["held_out"]["records"] == 2 and result["held_out"]["windows_scored"] == 16
+    assert result["target_statistics_windows"] == 8
+    assert "relative reconstruction error" in (output_dir / "export" / "README.md").read_text()
+    assert (output_dir / "loss_curves.png").stat().st_size > 1000
+
+    # Resume at step 2: the target statistics come from the checkpoint (not recomputed) and the step-4
+    # evaluation (same held-out windows, same masks) repeats the uninterrupted run's numbers exactly.
+    calls = []
+    original = train.PretrainingRun.set_target_statistics
+    monkeypatch.setattr(train.PretrainingRun, "set_target_statistics",
+                        lambda self: (calls.append(self.global_step), original(self)))
+    run_train(held_out_arguments(spo2_absent_in_held_out_dataset, output_dir, "--save_steps", 2,
+                                 "--resume_from_checkpoint", output_dir / "checkpoints" / "checkpoint-2"))
+    assert calls == []
+    resumed = {entry["step"]: entry for entry in read_log(output_dir / "train_log.jsonl")
+               if "relative_reconstruction_error" in entry}
+    assert resumed[4]["relative_reconstruction_error"] == evaluated[4]["relative_reconstruction_error"]
+    assert json.loads((output_dir / "reconstruction_eval.json").read_text())["relative_reconstruction_error"] == \
+        result["relative_reconstruction_error"]
+
+
+def test_unimodal_runs_each_measure_their_own_modality(tiny_dataset, tmp_path):
+    output_dir = tmp_path / "unimodal"
+    run_train(held_out_arguments(tiny_dataset, output_dir, "--strategy", "mae_unimodal", "--modalities", "eeg", "ecg",
+                                 "--max_steps", 2, "--save_steps", 0))
+    combined = json.loads((output_dir / "reconstruction_eval.json").read_text())
+    assert set(combined["runs"]) == {"eeg", "ecg"}
+    for modality in ("eeg", "ecg"):
+        run = json.loads((output_dir / "unimodal" / modality / "reconstruction_eval.json").read_text())
+        assert list(run["relative_reconstruction_error"]) == [modality]
+        value = run["relative_reconstruction_error"][modality]
+        assert math.isfinite(value) and value > 0
+        assert combined["relative_reconstruction_error"][modality] == value
+        last = read_log(output_dir / "unimodal" / modality / "train_log.jsonl")[-1]
+        assert last["relative_reconstruction_error"] == {modality: value}
+
+
+def test_contrastive_runs_hold_nothing_out(tiny_dataset, tmp_path):
+    output_dir = tmp_path / "contrastive"
+    run_train(held_out_arguments(tiny_dataset, output_dir, "--strategy", "contrastive_pairwise", "--max_steps", 6,
+                                 "--save_steps", 0, "--log_sample_ids"))
+    assert not (output_dir / "reconstruction_eval.json").exists()
+    assert "relative_reconstruction_error" not in read_log(output_dir / "train_log.jsonl")[-1]
+    trained = {sample.split(":")[0] for entry in read_log(output_dir / "sample_ids" / "rank_0.jsonl")
+               if "sample_ids" in entry for batch in entry["sample_ids"] for sample in batch}
+    assert trained == {"te00-0000", "te00-0001", "te00-0002"}  # 6 batches of 4 = the whole epoch, nothing held out
+
+
+@pytest.fixture(scope="module")
+def learnable_dataset(tmp_path_factory) -> Path:
+    """96 pretraining windows of 12 records; at fraction 0.1, te00-0006 is held out."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("learnable-dataset") / "dataset", num_pretrain=96)
+
+
+@pytest.mark.xfail(strict=False, reason="issue 9: the default (in-place decoder) tiny MAE does not yet beat the "
+                   "training mean on held-out records in a short run; being fixed in the model")
+def test_held_out_reconstruction_error_falls_below_one(learnable_dataset, tmp_path):
+    """200 steps of the tiny MAE on windows whose masked patches are predictable (one sinusoid per window): the
+    held-out relative error of the log band powers must end clearly below 1 (= predicting the training mean)."""
+    output_dir = tmp_path / "learns"
+    run_train(base_arguments(learnable_dataset, output_dir, "--strategy", "mae", "--max_steps", 200,
+                             "--per_device_batch_size", 8, "--learning_rate", "2e-3", "--reconstruction_target",
+                             "log_band_power", "--reconstruction_eval_fraction", 0.1, "--reconstruction_eval_steps", 50,
+                             "--logging_steps", 50, "--save_steps", 0))
+    result = json.loads((output_dir / "reconstruction_eval.json").read_text())
+    errors = result["relative_reconstruction_error"]
+    assert result["held_out"]["records"] == 1 and all(value is not None for value in errors.values())
+    assert result["relative_reconstruction_error_mean"] < 0.95, errors
+    assert max(errors.values()) < 1.0, errors
