@@ -119,7 +119,7 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
         fusion (`str`, *optional*, defaults to `"early"`):
             `"early"`: all tokens of all present modalities attend to each other. `"late"`: attention
             is blocked across modalities (each modality is encoded on its own; contrastive baselines).
-        pooling (`str`, *optional*, defaults to `"mean"`):
+        pooling (`str`, *optional*, defaults to `"per_modality"`):
             `"mean"`: the pooled embedding averages all present tokens (`hidden_size`).
             `"per_modality"`: the mean of each modality's tokens, concatenated
             (`hidden_size * num_modalities`), zeros where a modality is absent.
@@ -133,7 +133,7 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             Width of the decoder MLP; defaults to `4 * decoder_hidden_size`.
         norm_patch_loss (`bool`, *optional*, defaults to `False`):
             Reconstruct each patch normalised by its own mean and variance (ViT-MAE's norm_pix_loss).
-        decoder_type (`str`, *optional*, defaults to `"in_place"`):
+        decoder_type (`str`, *optional*, defaults to `"bottleneck"`):
             `"in_place"` (ViT-MAE): one decoder over the whole token sequence, the visible encoder tokens in
             their places and a mask token everywhere else, each with a decoder modality embedding and fixed
             sin-cos time positions, then one linear head per modality. `"cross_attention"`: one decoder
@@ -142,7 +142,7 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             the mean of each modality's visible encoder tokens (one vector per modality), so the pooled
             per-modality embeddings that the probes read must carry what the hidden patches (and the
             dropped modality) hold. Measured on real PhysioNet 2018 excerpts (README, "Real-data study").
-        reconstruction_target (`str`, *optional*, defaults to `"waveform+log_band_power"`):
+        reconstruction_target (`str`, *optional*, defaults to `"log_band_power"`):
             What the decoders rebuild per hidden patch and channel: `"waveform"` (the samples),
             `"log_band_power"` (log mean power in each of `SPECTRAL_BANDS_HZ` that the patch resolves,
             Hann-windowed FFT), or both (each part weighs half of the modality's loss). Targets are
@@ -182,14 +182,14 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
         modality_dropout_prob: float = 1.0,
         modality_dropout_mode: str = "batch",
         fusion: str = "early",
-        pooling: str = "mean",
+        pooling: str = "per_modality",
         decoder_hidden_size: int = 128,
         decoder_num_hidden_layers: int = 2,
         decoder_num_attention_heads: int = 4,
         decoder_intermediate_size: int | None = None,
         norm_patch_loss: bool = False,
-        decoder_type: str = "in_place",
-        reconstruction_target: str = "waveform+log_band_power",
+        decoder_type: str = "bottleneck",
+        reconstruction_target: str = "log_band_power",
         contrastive_loss: str | None = None,
         contrastive_temperature: float = 0.1,
         projection_dim: int = 128,

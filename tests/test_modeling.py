@@ -91,7 +91,10 @@ def test_masking_counts_are_exact_per_sample():
         assert sorted(output.ids_restore[sample].tolist()) == list(range(token_present.shape[1]))
         assert set((output.ids_restore[sample] < visible).nonzero().flatten().tolist()) == kept
     assert output.last_hidden_state.shape == (batch_size, expected_visible(180), config.hidden_size)
-    assert output.reconstruction.shape == input_values.shape
+    # default target: 6 log band powers per channel and patch; no waveform part, so no reconstruction
+    assert output.reconstruction is None
+    for prediction, target, channels in zip(output.predicted_targets, output.targets, config.modalities.values()):
+        assert prediction.shape == target.shape == (batch_size, config.num_patches, 6 * len(channels))
     assert output.loss_per_modality.shape == (config.num_modalities,)
     # modality 5 (ecg) is present in samples with hidden tokens: finite; all modalities here have some
     assert torch.isfinite(output.loss_per_modality).all()
@@ -195,15 +198,17 @@ def test_random_modality_dropout_batch_and_sample_modes():
 
 
 # ---------------------------------------------------------------------------------------------- gradients / determinism
-def test_gradients_reach_every_tokenizer_and_decoder():
-    config = tiny_config(modalities=None, modality_dropout_prob=0.0)
+@pytest.mark.parametrize("decoder_type", ["bottleneck", "in_place"])
+def test_gradients_reach_every_tokenizer_and_decoder(decoder_type):
+    config = tiny_config(modalities=None, modality_dropout_prob=0.0, decoder_type=decoder_type)
     model = PhysioMAEForPreTraining(config).train()
     output = model(random_windows(config, 2), generator=torch.Generator().manual_seed(0))
     output.loss.backward()
     for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
         for name, parameter in tokenizer.named_parameters():
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"tokenizer {index} {name}"
-    for index, head in enumerate(model.decoder.heads):
+    heads = model.decoder.heads if decoder_type == "in_place" else [decoder.prediction for decoder in model.decoders]
+    for index, head in enumerate(heads):
         assert head.weight.grad.abs().sum() > 0, f"decoder head {index}"
     for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
         assert tokenizer.spectral_projection.weight.grad.abs().sum() > 0, f"spectral projection {index}"
@@ -503,3 +508,66 @@ def test_auto_model_loads_encoder_of_pretraining_and_contrastive_folders(tmp_pat
         for name, parameter in model.physiomae.state_dict().items():
             torch.testing.assert_close(encoder.state_dict()[name], parameter, rtol=0, atol=0)
         assert encoder.config.fusion == model.config.fusion
+
+
+# ---------------------------------------------------------------------------------------------- reconstruction targets
+def test_log_band_powers_put_a_sinusoid_in_its_band():
+    from modeling_physiomae.modeling_physiomae import SPECTRAL_BANDS_HZ, log_band_powers, spectral_band_matrix
+
+    band_matrix = spectral_band_matrix(100, 100)
+    assert band_matrix.shape == (51, len(SPECTRAL_BANDS_HZ))  # 1-s patches at 100 Hz resolve all six bands
+    torch.testing.assert_close(band_matrix.sum(dim=0), torch.ones(len(SPECTRAL_BANDS_HZ)))
+    seconds = torch.arange(100) / 100.0
+    for frequency, expected_band in ((2.0, 0), (10.0, 2), (14.0, 3), (40.0, 5)):
+        patch = torch.sin(2 * math.pi * frequency * seconds)[None, None, None, :]  # (batch, P, channels, L)
+        powers = log_band_powers(patch, band_matrix)[0, 0]
+        assert int(powers.argmax()) == expected_band, (frequency, powers)
+    # log power scales with amplitude squared: x3 amplitude adds log(9) where the power is
+    tone = torch.sin(2 * math.pi * 10.0 * seconds)[None, None, None, :]
+    difference = log_band_powers(3 * tone, band_matrix, eps=0.0) - log_band_powers(tone, band_matrix, eps=0.0)
+    torch.testing.assert_close(difference[0, 0, 2], torch.tensor(math.log(9.0)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["log_band_power", "waveform+log_band_power"])
+def test_target_statistics_standardise_and_predicting_the_mean_scores_one(target):
+    config = tiny_config(reconstruction_target=target)
+    model = PhysioMAEForPreTraining(config).eval()
+    input_values = random_windows(config, 6)
+    input_values[:, config.modality_channel_slices["resp"].start] = 0.0  # a silent channel: zero variance
+    modality_mask = torch.ones(6, config.num_modalities, dtype=torch.bool)
+    counts = model.set_target_statistics([(input_values[:3], modality_mask[:3]), (input_values[3:], modality_mask[3:])])
+    assert counts == {name: 6 * config.num_patches for name in config.modality_names}
+    for index, raw_target in enumerate(model.raw_targets(input_values)):
+        mean, std, weight = model.target_statistics(index)
+        standardised = (raw_target - mean) / std
+        flat = standardised.flatten(0, 1)
+        valid = weight > 0
+        torch.testing.assert_close(flat.mean(0)[valid], torch.zeros(int(valid.sum())), atol=1e-4, rtol=0)
+        # each target part weighs 1 / number of parts
+        torch.testing.assert_close(weight.sum(), torch.tensor(1.0))
+    resp_weight = model.target_statistics(config.modality_names.index("resp"))[2]
+    assert (resp_weight == 0).sum() > 0  # the silent channel's dimensions are left out
+    # a model whose decoders predict 0 (= the training mean in standardised units) scores exactly 1 on that data
+    for head in model.decoders:
+        torch.nn.init.zeros_(head.prediction.weight)
+        torch.nn.init.zeros_(head.prediction.bias)
+    with torch.no_grad():
+        output = model(input_values, modality_mask=modality_mask, generator=torch.Generator().manual_seed(0))
+    ratio = output.reconstruction_error_sum / output.reconstruction_reference_sum
+    torch.testing.assert_close(ratio, torch.ones(config.num_modalities))
+
+
+def test_bottleneck_decoders_see_only_the_pooled_modality_embeddings():
+    config = tiny_config(decoder_type="bottleneck")
+    model = PhysioMAEForPreTraining(config).eval()
+    input_values = random_windows(config, 2)
+    noise = torch.rand(2, config.num_modalities * config.num_patches, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        output = model(input_values, noise=noise)
+        # every patch of a modality gets a prediction that differs only by its learned time position: replacing
+        # the time positions by one shared vector makes all patches' predictions equal
+        for decoder in model.decoders:
+            decoder.time_position_embeddings.copy_(decoder.time_position_embeddings[:, :1].expand_as(decoder.time_position_embeddings))
+        flat = model(input_values, noise=noise)
+    assert not torch.allclose(output.predicted_targets[0][:, 0], output.predicted_targets[0][:, 1])
+    torch.testing.assert_close(flat.predicted_targets[0][:, 0], flat.predicted_targets[0][:, 1])
