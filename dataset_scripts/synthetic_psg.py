@@ -2,8 +2,12 @@
 
 Every record is driven by one hidden state: a hypnogram from a sleep-cycle model (30-s epochs),
 respiratory events, arousals, and the subject's age and sex. All 13 channels are derived from that
-state, so each modality carries information about the others and about stage, arousal and age
-(the signal model is documented in ``dataset_scripts/SYNTHETIC.md``).
+state, so each modality carries information about the others and about stage, arousal and age.
+To make the cohort about as hard as real recordings, stage features change gradually around stage
+changes and fluctuate within a stage, every subject gets its own amplitudes, rhythms and recording
+set-up (:class:`SubjectProfile`), and background noise and artefacts (body movements, electrode
+pops, sweat, line noise, ECG pickup) are added (the signal model is documented in
+``dataset_scripts/SYNTHETIC.md``).
 
 CLI::
 
@@ -88,7 +92,7 @@ EEG_REGION_WEIGHTS = {
     "spindle": (0.7, 0.7, 1.0, 1.0, 0.45, 0.45),
     "kcomplex": (1.0, 1.0, 0.8, 0.8, 0.45, 0.45),
 }
-AROUSAL_EEG_GAIN = {"delta": 0.45, "theta": 0.9, "alpha": 2.8, "beta": 2.8}
+AROUSAL_EEG_GAIN = {"delta": 0.4, "theta": 0.9, "alpha": 3.2, "beta": 3.2}
 """Multiplier of each band's amplitude during an arousal (faster EEG)."""
 
 SPINDLES_PER_MINUTE = (0.0, 0.5, 5.0, 2.0, 0.0)
@@ -109,10 +113,74 @@ RESP_EVENT_TYPES = {
     "resp_centralapnea": (0.15, (10.0, 25.0), 0.03, 0.05, 0.0, 0.7),
 }
 
+# ---- realism: blurred stage boundaries, within-stage and between-subject variability, artefacts -------
+TRANSITION_SECONDS = (40.0, 120.0)
+"""Range of the per-record width over which stage features change from one stage to the next."""
+FLUCTUATION_BAND_HZ = (1.0 / 2400.0, 1.0 / 45.0)
+"""Band of the slow within-stage fluctuations (timescales of ~1 epoch to ~40 min)."""
+FLUCTUATION_SD = {
+    # name: log-amplitude SD of the slow within-stage fluctuation (a unit-RMS process times this)
+    "depth": 0.3,  # NREM depth: delta up, spindles down (mixed N2/N3 windows)
+    "theta": 0.3,
+    "alpha": 0.35,
+    "beta": 0.3,
+    "spindle": 0.35,
+    "emg": 0.4,
+    "eog": 0.45,
+    "background": 0.35,
+}
+DEPTH_SPINDLE_COUPLING = -1.2
+"""Spindle rate multiplier exp(coupling * depth SD * depth): deeper NREM has fewer spindles."""
+MOVEMENTS_PER_MINUTE = (0.6, 0.2, 0.03, 0.015, 0.05)
+"""Body-movement artefacts per minute and stage (times the subject's mobility), plus one at
+AROUSAL_MOVEMENT_PROBABILITY of the arousals."""
+AROUSAL_MOVEMENT_PROBABILITY = 0.25
+MOVEMENT_EEG_UV = 50.0
+DROWSY_ROLLING_UV = 8.0
+"""Slow rolling eye movements in eyes-closed (drowsy) wake."""
+ELECTRODES = ("F3", "F4", "C3", "C4", "O1", "O2", "M1", "M2")
+ELECTRODE_SIGNS = {
+    # electrode: sign of a potential change at that electrode in (F3-M2, F4-M1, C3-M2, C4-M1, O1-M2, O2-M1, E1-M2)
+    "F3": (1, 0, 0, 0, 0, 0, 0), "F4": (0, 1, 0, 0, 0, 0, 0), "C3": (0, 0, 1, 0, 0, 0, 0),
+    "C4": (0, 0, 0, 1, 0, 0, 0), "O1": (0, 0, 0, 0, 1, 0, 0), "O2": (0, 0, 0, 0, 0, 1, 0),
+    "M1": (0, -1, 0, -1, 0, -1, 0), "M2": (-1, 0, -1, 0, -1, 0, -1),
+}
+"""E1-M2 and the left channels share M2, the right channels M1: a reference pop shows in all of them."""
+
 
 # ---------------------------------------------------------------------------------------------
 # outputs
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubjectProfile:
+    """What differs between subjects and recording set-ups (drawn once per record).
+
+    Gains are multipliers of the tabulated amplitudes; see ``dataset_scripts/SYNTHETIC.md``.
+    """
+
+    transition_seconds: float  # width of the gradual change of stage features at a stage change
+    band_gain: dict[str, float]  # EEG band -> gain (delta: the subject's slow-wave power)
+    alpha_hz: float  # centre of the posterior dominant rhythm (band +-1.5 Hz)
+    eyes_closed_alpha_uv: float
+    spindle_hz: float  # centre of the spindle band (+-1 Hz)
+    spindle_density: float
+    kcomplex_density: float
+    eeg_channel_gain: tuple[float, ...]  # (6,) electrode impedance / position
+    background_pink_uv: float  # 1/f background RMS (0.3-40 Hz), shared level of the 6 EEG channels
+    background_exponent: float  # aperiodic exponent (power ~ 1/f**exponent; flatter with age)
+    background_white_uv: tuple[float, ...]  # (6,) amplifier / electrode noise
+    ecg_in_eeg_uv_per_mv: tuple[float, ...]  # (6,)
+    emg_stage_gain: tuple[float, ...]  # (5,) chin tone gain per stage (REM atonia depth varies)
+    emg_ecg_uv_per_mv: float
+    rem_phasic_fraction: float
+    mobility: float  # movement-artefact rate multiplier
+    loose_electrode: str | None  # electrode with pops (None: none)
+    pops_per_minute: float
+    sweat_uv: float  # 0: no sweat artefact
+    line_hz: float
+    line_bursts_per_hour: float
 
 
 @dataclass
@@ -132,6 +200,9 @@ class HiddenState:
     airflow_gain_per_second: np.ndarray  # (seconds,)
     heart_rate_per_second: np.ndarray  # (seconds,) bpm (before respiratory sinus arrhythmia)
     spo2_per_second: np.ndarray  # (seconds,) %
+    stage_weights_per_second: np.ndarray | None = None  # (5, seconds) blended stage, columns sum to 1
+    movements: list[tuple[int, int, str]] = field(default_factory=list)  # body-movement artefacts
+    subject: SubjectProfile | None = None
 
 
 @dataclass
@@ -180,7 +251,15 @@ class CohortSummary:
 def band_noise(
     rng: np.random.Generator, number_of_sources: int, length: int, fs: float, low: float, high: float
 ) -> np.ndarray:
-    """(sources, length) float32 Gaussian noise band-limited to [low, high] Hz, unit RMS.
+    """(sources, length) float32 Gaussian noise band-limited to [low, high] Hz, unit RMS."""
+    return coloured_noise(rng, number_of_sources, length, fs, low, high, exponent=0.0)
+
+
+def coloured_noise(
+    rng: np.random.Generator, number_of_sources: int, length: int, fs: float, low: float, high: float,
+    exponent: float = 1.0,
+) -> np.ndarray:
+    """(sources, length) float32 Gaussian noise with power ~ 1/f**exponent in [low, high] Hz, unit RMS.
 
     Random complex amplitudes are drawn for the in-band FFT bins only, then one inverse real FFT.
     """
@@ -190,6 +269,9 @@ def band_noise(
     spectrum = np.zeros((number_of_sources, frequencies.size), dtype=np.complex64)
     random_parts = rng.standard_normal((2, number_of_sources, band.size), dtype=np.float32)
     spectrum[:, band] = random_parts[0] + 1j * random_parts[1]
+    if exponent and band.size:
+        shape = frequencies[band] ** (-exponent / 2.0)
+        spectrum[:, band] *= (shape / np.sqrt(np.mean(shape**2))).astype(np.float32)  # keeps unit RMS
     noise = scipy.fft.irfft(spectrum, n=fft_length, axis=-1)[:, :length]  # (sources, length)
     # irfft of K bins with unit-variance real and imaginary parts has variance 4K / L**2
     noise *= np.float32(fft_length / (2.0 * np.sqrt(max(band.size, 1))))  # unit RMS
@@ -248,6 +330,74 @@ def poisson_times(rng: np.random.Generator, rate_per_second: np.ndarray) -> np.n
 def age_factor(age: float) -> float:
     """0 at 20 years, 1 at 90 years: scales every age effect."""
     return float(np.clip((age - 20.0) / 70.0, 0.0, 1.0))
+
+
+def log_normal(rng: np.random.Generator, sd: float, size: int | None = None):
+    """Multiplicative variability: exp(N(0, sd)) (a float, or a tuple of ``size`` floats)."""
+    values = np.exp(rng.normal(0.0, sd, size))
+    return float(values) if size is None else tuple(float(value) for value in values)
+
+
+def stage_weights(stage_per_second: np.ndarray, transition_seconds: float) -> np.ndarray:
+    """(5, seconds) blended stage: the one-hot stage smoothed by a triangle ``transition_seconds`` wide.
+
+    Every stage-dependent quantity is ``table @ weights``, so features change gradually over about
+    ``transition_seconds`` around each stage change (half-way at the scored boundary), and a short
+    stage run (a 30-s N1 epoch between W and N2) is only partly expressed.
+    """
+    half = max(1, int(round(transition_seconds / 2.0)))
+    one_hot = stage_per_second[None, :] == np.arange(len(STAGES))[:, None]  # (5, seconds)
+    return np.stack([smooth(smooth(row, half), half) for row in one_hot.astype(np.float64)])
+
+
+def interval_level(intervals: Sequence[tuple], number_of_seconds: int) -> np.ndarray:
+    """Per-second sum of ``level * covered fraction`` of (start s, end s, level) intervals."""
+    level = np.zeros(number_of_seconds + 1)
+    for start, end, value in intervals:
+        first, last = int(start), min(int(end), number_of_seconds)
+        if first >= number_of_seconds:
+            continue
+        if first == last:
+            level[first] += (end - start) * value
+            continue
+        level[first] += (first + 1 - start) * value
+        level[first + 1 : last] += value
+        level[last] += (min(end, number_of_seconds) - last) * value
+    return level[:number_of_seconds]
+
+
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(value) for value in values)
+
+
+def draw_subject_profile(rng: np.random.Generator, age: float) -> SubjectProfile:
+    """Between-subject and between-set-up variability (see SYNTHETIC.md, "Variability")."""
+    old = age_factor(age)
+    loose = rng.random() < 0.45
+    return SubjectProfile(
+        transition_seconds=float(rng.uniform(*TRANSITION_SECONDS)),
+        band_gain={"delta": log_normal(rng, 0.25), "theta": log_normal(rng, 0.25),
+                   "alpha": log_normal(rng, 0.3), "beta": log_normal(rng, 0.3)},
+        alpha_hz=float(np.clip(rng.normal(10.2 - 1.0 * old, 0.6), 8.0, 12.0)),
+        eyes_closed_alpha_uv=float(np.clip(ALPHA_EYES_CLOSED_UV * log_normal(rng, 0.35), 4.0, 25.0)),
+        spindle_hz=float(np.clip(rng.normal(13.0, 0.45), 12.0, 14.2)),
+        spindle_density=log_normal(rng, 0.35),
+        kcomplex_density=log_normal(rng, 0.35),
+        eeg_channel_gain=log_normal(rng, 0.15, 6),
+        background_pink_uv=float(3.0 * log_normal(rng, 0.4)),
+        background_exponent=float(np.clip(rng.normal(1.3 - 0.6 * old, 0.12), 0.4, 1.8)),
+        background_white_uv=_floats(1.5 * np.asarray(log_normal(rng, 0.4, 6))),
+        ecg_in_eeg_uv_per_mv=_floats(4.0 * rng.uniform(0.5, 1.5, 6) * log_normal(rng, 0.6)),
+        emg_stage_gain=_floats(np.asarray(log_normal(rng, 0.2, 5)) * (1.0, 1.0, 1.0, 1.0, log_normal(rng, 0.35))),
+        emg_ecg_uv_per_mv=float(rng.uniform(0.5, 5.0)),
+        rem_phasic_fraction=float(rng.uniform(0.35, 0.7)),
+        mobility=log_normal(rng, 0.5),
+        loose_electrode=str(ELECTRODES[rng.integers(len(ELECTRODES))]) if loose else None,
+        pops_per_minute=float(rng.uniform(0.2, 2.0)) if loose else 0.0,
+        sweat_uv=float(rng.uniform(5.0, 25.0)) if rng.random() < 0.3 else 0.0,
+        line_hz=50.0 if rng.random() < 0.5 else 60.0,
+        line_bursts_per_hour=float(rng.uniform(0.0, 3.0)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,14 +531,48 @@ class _Context:
     eyes_closed_per_second: np.ndarray  # (seconds,) bool
     age: float
     sex: str
+    subject: SubjectProfile
+    stage_weights: np.ndarray  # (5, seconds) blended stage (see stage_weights)
+    fluctuations: dict[str, np.ndarray]  # name -> (seconds,) slow unit-RMS process
+    movement_per_second: np.ndarray  # (seconds,) body-movement artefact intensity (0 = none)
 
     def per_stage(self, table: Sequence[float]) -> np.ndarray:
-        """Per-second value of a per-stage table."""
-        return np.take(np.asarray(table, dtype=np.float64), self.stage_per_second)
+        """Per-second value of a per-stage table, blended across stage changes."""
+        return np.asarray(table, dtype=np.float64) @ self.stage_weights
+
+    def variability(self, name: str) -> np.ndarray:
+        """Per-second within-stage gain exp(FLUCTUATION_SD[name] * fluctuation)."""
+        return np.exp(FLUCTUATION_SD[name] * self.fluctuations[name])
 
 
-def generate_respiration(context: _Context, resp_events, flow_limitations, arousals):
-    """ABD, CHEST, AIRFLOW (samples,) each, the breathing phase, and per-second airflow gain."""
+def generate_fluctuations(rng: np.random.Generator, number_of_seconds: int) -> dict[str, np.ndarray]:
+    """Independent slow unit-RMS processes (one per FLUCTUATION_SD name) in FLUCTUATION_BAND_HZ."""
+    names = list(FLUCTUATION_SD)
+    rows = band_noise(rng, len(names), number_of_seconds, 1.0, *FLUCTUATION_BAND_HZ).astype(np.float64)
+    return dict(zip(names, rows))
+
+
+def generate_movements(
+    rng: np.random.Generator, weights: np.ndarray, arousals, mobility: float
+) -> list[tuple[float, float, float]]:
+    """Body-movement artefacts (start s, end s, intensity): Poisson by stage, and at some arousals."""
+    number_of_seconds = weights.shape[1]
+    rate = np.asarray(MOVEMENTS_PER_MINUTE) @ weights / 60.0 * mobility
+    starts = list(poisson_times(rng, rate))
+    starts += [start + rng.uniform(0.0, 2.0) for start, _, _ in arousals
+               if rng.random() < AROUSAL_MOVEMENT_PROBABILITY]
+    movements = []
+    for start in sorted(starts):
+        duration = float(np.clip(np.exp(rng.normal(np.log(3.0), 0.6)), 1.0, 15.0))
+        if start + 1.0 < number_of_seconds:
+            end = min(start + duration, number_of_seconds - 1e-3)
+            movements.append((float(start), float(end), log_normal(rng, 0.5)))
+    return movements
+
+
+def generate_respiration(context: _Context, resp_events, flow_limitations, arousals, movement_wave=None):
+    """ABD, CHEST, AIRFLOW (samples,) each, the breathing phase, and per-second airflow gain (body
+    movements displace the belts)."""
     rng, fs, seconds = context.rng, context.fs, context.number_of_seconds
     airflow_gain = np.ones(seconds)
     effort_gain = np.ones(seconds)
@@ -430,6 +614,9 @@ def generate_respiration(context: _Context, resp_events, flow_limitations, arous
     chest += upsample(30.0 * wander[0] + rng.normal(0.0, 40.0), context.number_of_samples, fs)
     abd += upsample(30.0 * wander[1] + rng.normal(0.0, 40.0), context.number_of_samples, fs)
     airflow += upsample(2.0 * wander[2], context.number_of_samples, fs)
+    if movement_wave is not None:
+        chest += rng.uniform(100.0, 300.0) * movement_wave
+        abd += rng.uniform(100.0, 300.0) * movement_wave
     noise = white_noise(rng, (3, context.number_of_samples))
     return abd + 6.0 * noise[0], chest + 4.0 * noise[1], airflow + 1.0 * noise[2], phase, airflow_gain
 
@@ -446,7 +633,7 @@ def generate_spo2(context: _Context, resp_events) -> np.ndarray:
     delay = int(rng.integers(15, 22))
     desaturation = np.concatenate((np.zeros(delay), desaturation[:-delay]))[:seconds]
     baseline = np.clip(97.5 - 2.5 * age_factor(context.age) + rng.normal(0.0, 0.6), 92.0, 99.0)
-    rem_dip = 0.6 * (context.stage_per_second == REM)
+    rem_dip = 0.6 * context.stage_weights[REM]
     spo2 = baseline - desaturation - rem_dip + 0.15 * rng.standard_normal(seconds)
     return np.clip(spo2, 60.0, 100.0)
 
@@ -501,9 +688,12 @@ def generate_ecg(context: _Context, heart_rate_per_second: np.ndarray, breathing
     return ecg
 
 
-def generate_eeg(context: _Context, ecg: np.ndarray) -> np.ndarray:
-    """Six EEG channels (6, samples) in uV: stage bands, spindles, K-complexes, arousal shift."""
+def generate_eeg(context: _Context, ecg: np.ndarray, movement_wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Six EEG channels (6, samples) in uV: stage bands, spindles, K-complexes, arousal shift, then the
+    subject's electrode gains, background noise and artefacts. Also returns the E1-M2 share of the
+    electrode pops (samples,) (E1-M2 shares the M2 reference)."""
     rng, fs, length = context.rng, context.fs, context.number_of_samples
+    subject = context.subject
     old = age_factor(context.age)
     arousal = context.arousal_per_second
     eeg = np.zeros((6, length), dtype=np.float32)
@@ -513,45 +703,87 @@ def generate_eeg(context: _Context, ecg: np.ndarray) -> np.ndarray:
         weights = np.asarray(weights_per_component, dtype=np.float32).T  # (6 channels, k)
         eeg[:] += weights @ np.stack(rows).astype(np.float32, copy=False)  # (6, k) @ (k, samples)
 
+    eyes_closed_wake = context.stage_weights[WAKE] * smooth(context.eyes_closed_per_second.astype(np.float64), 5)
     for band, (low, high, table) in EEG_BAND_AMPLITUDE_UV.items():
         amplitude = context.per_stage(table)
-        if band == "alpha":
-            amplitude = np.where(context.eyes_closed_per_second & (context.stage_per_second == WAKE),
-                                 ALPHA_EYES_CLOSED_UV, amplitude)
+        if band == "alpha":  # the subject's dominant rhythm, in eyes-closed wake
+            amplitude = amplitude + (subject.eyes_closed_alpha_uv - table[WAKE]) * eyes_closed_wake
+            low, high = subject.alpha_hz - 1.5, subject.alpha_hz + 1.5
         if band == "delta":
-            amplitude = amplitude * (1.15 - 0.6 * old)
-        amplitude = amplitude * (1.0 + (AROUSAL_EEG_GAIN[band] - 1.0) * arousal)
+            amplitude = amplitude * (1.2 - 0.75 * old) * context.variability("depth")
+        else:
+            amplitude = amplitude * context.variability(band)
+        amplitude = amplitude * subject.band_gain[band] * (1.0 + (AROUSAL_EEG_GAIN[band] - 1.0) * arousal)
         envelope = upsample(smooth(amplitude, 3), length, fs)
         sources = band_noise(rng, 2, length, fs, low, high)  # (2, length): one per hemisphere
         sources *= envelope
         weights = np.asarray(EEG_REGION_WEIGHTS[band])
         # left channels (F3, C3, O1) read source 0; right channels mostly source 1, partly source 0
         mix([weights * (1.0, 0.6, 1.0, 0.6, 1.0, 0.6), weights * (0.0, 0.8, 0.0, 0.8, 0.0, 0.8)], *sources)
-    ecg_pickup = 4.0 * rng.uniform(0.5, 1.5, 6)
-    mix([EEG_REGION_WEIGHTS["spindle"], EEG_REGION_WEIGHTS["kcomplex"], ecg_pickup],
-        generate_spindles(context, length), generate_kcomplexes(context, length), ecg)
-    eeg += 2.0 * white_noise(rng, (6, length))
+    mix([EEG_REGION_WEIGHTS["spindle"], EEG_REGION_WEIGHTS["kcomplex"]],
+        generate_spindles(context, length), generate_kcomplexes(context, length))
+    eeg *= np.asarray(subject.eeg_channel_gain, dtype=np.float32)[:, None]  # electrode impedance / position
+
+    # background: 1/f (shared level, independent per channel) plus amplifier noise, drifting over the night
+    background = coloured_noise(rng, 6, length, fs, 0.3, 40.0, exponent=subject.background_exponent)
+    background *= np.float32(subject.background_pink_uv)
+    background += np.asarray(subject.background_white_uv, dtype=np.float32)[:, None] * white_noise(rng, (6, length))
+    background *= upsample(context.variability("background"), length, fs)
+    eeg += background
+    del background
+
+    # artefacts: ECG pickup, body movements, electrode pops, sweat, line noise
+    rows, weights = [ecg, movement_wave], [subject.ecg_in_eeg_uv_per_mv, MOVEMENT_EEG_UV * rng.uniform(0.5, 1.5, 6)]
+    pops = np.zeros(length, dtype=np.float32)
+    eog_pop_sign = 0.0
+    if subject.loose_electrode is not None:
+        times = poisson_times(rng, np.full(context.number_of_seconds, subject.pops_per_minute / 60.0))
+        template_times = np.arange(0.0, 3.0, 1.0 / fs)
+        template = (1.0 - np.exp(-template_times / 0.01)) * np.exp(-template_times / rng.uniform(0.2, 1.0))
+        amplitudes = rng.choice([-1.0, 1.0], times.size) * rng.uniform(50.0, 300.0, times.size)
+        pops = place_templates((times * fs).astype(np.int64), amplitudes, template, length)
+        signs = ELECTRODE_SIGNS[subject.loose_electrode]
+        rows.append(pops)
+        weights.append(signs[:6])
+        eog_pop_sign = float(signs[6])
+    if subject.sweat_uv > 0:
+        episodes = np.clip(context.fluctuations["background"] + rng.normal(-0.3, 0.3), 0.0, None)
+        sweat = band_noise(rng, 2, length, fs, 0.1, 0.6)  # (2, length): shared and differential
+        sweat *= upsample(subject.sweat_uv * episodes, length, fs)
+        rows += [sweat[0], sweat[1]]
+        weights += [rng.uniform(0.6, 1.2, 6), rng.uniform(-0.5, 0.5, 6)]
+    bursts = [(start, start + rng.uniform(30.0, 600.0), rng.uniform(3.0, 30.0))
+              for start in poisson_times(rng, np.full(context.number_of_seconds, subject.line_bursts_per_hour / 3600))]
+    if bursts:
+        line_level = upsample(interval_level(bursts, context.number_of_seconds), length, fs)
+        times = np.arange(length, dtype=np.float64) / fs
+        rows.append(line_level * np.sin(2.0 * np.pi * subject.line_hz * times).astype(np.float32))
+        weights.append(log_normal(rng, 0.7, 6))
+    mix(weights, *rows)
     eeg += rng.normal(0.0, 15.0, size=(6, 1)).astype(np.float32)  # electrode offsets
-    return eeg
+    return eeg, eog_pop_sign * pops
 
 
 def generate_spindles(context: _Context, length: int) -> np.ndarray:
-    """Sleep spindles: 12-14 Hz bursts with a ~1 s waxing-waning envelope (fewer with age)."""
-    rng, fs = context.rng, context.fs
-    rate = context.per_stage(SPINDLES_PER_MINUTE) / 60.0 * (1.0 - 0.5 * age_factor(context.age))
+    """Sleep spindles: bursts in the subject's spindle band with a ~1 s waxing-waning envelope (fewer with
+    age and in deeper NREM)."""
+    rng, fs, subject = context.rng, context.fs, context.subject
+    rate = context.per_stage(SPINDLES_PER_MINUTE) / 60.0 * (1.0 - 0.6 * age_factor(context.age))
+    depth = FLUCTUATION_SD["depth"] * context.fluctuations["depth"]
+    rate *= subject.spindle_density * context.variability("spindle") * np.exp(DEPTH_SPINDLE_COUPLING * depth)
     rate *= 1.0 - np.clip(context.arousal_per_second, 0.0, 1.0)
     times = poisson_times(rng, rate)
     burst = np.hanning(int(fs * rng.uniform(0.8, 1.2))).astype(np.float32)
     positions = (times * fs).astype(np.int64)
     envelope = place_templates(positions, rng.uniform(10.0, 20.0, times.size), burst, length)
-    carrier = band_noise(rng, 1, length, fs, 12.0, 14.0)[0] * np.float32(np.sqrt(2.0))
-    return envelope * carrier
+    carrier = band_noise(rng, 1, length, fs, subject.spindle_hz - 1.0, subject.spindle_hz + 1.0)[0]
+    return envelope * carrier * np.float32(np.sqrt(2.0))
 
 
 def generate_kcomplexes(context: _Context, length: int) -> np.ndarray:
     """K-complexes (sharp negative then slow positive wave, ~1 s) in N2/N3 and at arousal onsets."""
     rng, fs = context.rng, context.fs
-    rate = context.per_stage(KCOMPLEXES_PER_MINUTE) / 60.0
+    rate = context.per_stage(KCOMPLEXES_PER_MINUTE) / 60.0 * context.subject.kcomplex_density
     times = poisson_times(rng, rate)
     aroused = context.arousal_per_second > 0.5
     onsets = np.flatnonzero(aroused[1:] & ~aroused[:-1]) + 1  # seconds where an arousal starts
@@ -565,43 +797,52 @@ def generate_kcomplexes(context: _Context, length: int) -> np.ndarray:
     return place_templates((times * fs).astype(np.int64), amplitudes, template, length)
 
 
-def generate_eog(context: _Context, frontal_eeg: np.ndarray) -> np.ndarray:
-    """E1-M2 (uV): REMs in REM, slow rolling in N1, blinks in wake, plus frontal EEG pickup."""
+def generate_eog(context: _Context, frontal_eeg: np.ndarray, movement_wave: np.ndarray) -> np.ndarray:
+    """E1-M2 (uV): REMs in REM, slow rolling in N1 and drowsy wake, blinks in wake, frontal EEG pickup,
+    movement artefacts."""
     rng, fs, length = context.rng, context.fs, context.number_of_samples
-    stage = context.stage_per_second
-    phasic_blocks = rng.random(context.number_of_seconds // 10 + 1) < 0.45
-    rem_rate = np.where(stage == REM, np.repeat(phasic_blocks, 10)[: stage.size] * 1.0 + 0.05, 0.0)
-    eyes_open_wake = (stage == WAKE) & ~context.eyes_closed_per_second
+    weights = context.stage_weights
+    phasic_blocks = rng.random(context.number_of_seconds // 10 + 1) < context.subject.rem_phasic_fraction
+    phasic = np.repeat(phasic_blocks, 10)[: context.number_of_seconds]
+    rem_rate = weights[REM] * (phasic * 1.0 + 0.1) * np.exp(rng.normal(0.0, 0.2))
+    eyes_open_wake = weights[WAKE] * ~context.eyes_closed_per_second
     saccade_rate = rem_rate + 0.3 * eyes_open_wake + 0.3 * context.arousal_per_second
     saccade_times = poisson_times(rng, saccade_rate)
     template_times = np.arange(0.0, 2.0, 1.0 / fs)
     saccade = (1.0 - np.exp(-template_times / 0.03)) * np.exp(-template_times / 0.6)
     signs = rng.choice([-1.0, 1.0], saccade_times.size)
     eog = place_templates((saccade_times * fs).astype(np.int64),
-                          signs * rng.uniform(30.0, 90.0, saccade_times.size), saccade, length)
+                          signs * rng.uniform(35.0, 110.0, saccade_times.size), saccade, length)
     blink_times = poisson_times(rng, 0.2 * eyes_open_wake)
     blink = np.hanning(int(0.3 * fs))
     blink_amplitudes = rng.uniform(40.0, 80.0, blink_times.size)
     eog += place_templates((blink_times * fs).astype(np.int64), blink_amplitudes, blink, length)
     rolling = band_noise(rng, 1, length, fs, 0.1, 0.5)[0]
-    eog += upsample(smooth(context.per_stage(EOG_SLOW_ROLLING_UV), 5), length, fs) * rolling
-    eog += 0.6 * frontal_eeg + 3.0 * white_noise(rng, length)
+    drowsy = DROWSY_ROLLING_UV * weights[WAKE] * context.eyes_closed_per_second
+    rolling_amplitude = (context.per_stage(EOG_SLOW_ROLLING_UV) + drowsy) * context.variability("eog")
+    eog += upsample(smooth(rolling_amplitude, 5), length, fs) * rolling
+    eog += 0.6 * frontal_eeg + 1.5 * movement_wave * np.float32(MOVEMENT_EEG_UV)
+    eog += 3.0 * white_noise(rng, length)
     return eog
 
 
 def generate_emg(context: _Context, ecg: np.ndarray) -> np.ndarray:
     """Chin1-Chin2 (uV): broadband noise times a tone envelope (W > NREM > REM atonia), REM twitches,
-    arousal bursts, ECG pickup."""
+    arousal and movement bursts, ECG pickup."""
     rng, fs, length = context.rng, context.fs, context.number_of_samples
-    tone = context.per_stage(EMG_TONE_UV) * rng.uniform(0.7, 1.4) * (1.0 + 2.5 * context.arousal_per_second)
+    subject = context.subject
+    tone = context.per_stage(np.multiply(EMG_TONE_UV, subject.emg_stage_gain)) * rng.uniform(0.7, 1.4)
+    tone *= context.variability("emg") * (1.0 + 2.5 * context.arousal_per_second)
+    tone *= 1.0 + 6.0 * context.movement_per_second
     envelope = upsample(smooth(tone, 3), length, fs)
-    twitch_times = poisson_times(rng, REM_TWITCHES_PER_SECOND * (context.stage_per_second == REM))
+    twitch_rate = REM_TWITCHES_PER_SECOND * np.exp(rng.normal(0.0, 0.4)) * context.stage_weights[REM]
+    twitch_times = poisson_times(rng, twitch_rate)
     twitch = np.hanning(int(0.15 * fs))
     twitch_amplitudes = rng.uniform(5.0, 15.0, twitch_times.size)
     envelope += place_templates((twitch_times * fs).astype(np.int64), twitch_amplitudes, twitch, length)
     white = white_noise(rng, length + 1)
     carrier = (white[1:] - white[:-1]) * np.float32(np.sqrt(0.5))  # first difference: a high-pass
-    return envelope * carrier + 2.0 * ecg + 0.4 * white[1:]
+    return envelope * carrier + np.float32(subject.emg_ecg_uv_per_mv) * ecg + 0.4 * white[1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,21 +905,34 @@ def generate_record(
     eyes_closed = rng.random(number_of_epochs) < 0.4
     stage_per_second = np.repeat(hypnogram, EPOCH_SECONDS)[:number_of_seconds]
     resp_seconds, arousal_seconds, limitation_seconds = generate_events(rng, stage_per_second, age, sex)
-    arousal_per_second = smooth(interval_indicator(arousal_seconds, number_of_seconds), 2)
+    # arousal intensity varies (some are subtle): the per-second arousal level is intensity x coverage
+    intensities = np.clip(np.exp(rng.normal(np.log(0.85), 0.25, len(arousal_seconds))), 0.4, 1.0)
+    arousal_levels = [(start, end, level) for (start, end, _), level in zip(arousal_seconds, intensities)]
+    arousal_per_second = smooth(np.clip(interval_level(arousal_levels, number_of_seconds), 0.0, 1.0), 2)
+    subject = draw_subject_profile(rng, age)
+    weights = stage_weights(stage_per_second, subject.transition_seconds)
+    movement_seconds = generate_movements(rng, weights, arousal_seconds, subject.mobility)
+    movement_per_second = interval_level(movement_seconds, number_of_seconds)
     context = _Context(
         rng=rng, fs=fs, number_of_samples=number_of_samples, number_of_seconds=number_of_seconds,
         stage_per_second=stage_per_second, arousal_per_second=arousal_per_second,
         eyes_closed_per_second=np.repeat(eyes_closed, EPOCH_SECONDS)[:number_of_seconds], age=age, sex=sex,
+        subject=subject, stage_weights=weights, fluctuations=generate_fluctuations(rng, number_of_seconds),
+        movement_per_second=movement_per_second,
     )
+    # one broadband (1/f) movement source, shared by every channel that a body movement disturbs
+    movement_wave = coloured_noise(rng, 1, number_of_samples, fs, 0.2, 25.0, exponent=1.0)[0]
+    movement_wave *= upsample(movement_per_second, number_of_samples, fs)
     abd, chest, airflow, breathing_phase, airflow_gain = generate_respiration(
-        context, resp_seconds, limitation_seconds, arousal_seconds
+        context, resp_seconds, limitation_seconds, arousal_seconds, movement_wave
     )
     spo2_per_second = generate_spo2(context, resp_seconds)
     heart_rate = generate_heart_rate(context, resp_seconds)
     ecg = generate_ecg(context, heart_rate, breathing_phase)
-    eeg = generate_eeg(context, ecg)
-    eog = generate_eog(context, 0.5 * (eeg[0] + eeg[1]))
+    eeg, eog_pops = generate_eeg(context, ecg, movement_wave)
+    eog = generate_eog(context, 0.5 * (eeg[0] + eeg[1]), movement_wave) + eog_pops
     emg = generate_emg(context, ecg)
+    del movement_wave
     spo2 = np.repeat(spo2_per_second, fs)[:number_of_samples]  # oximeter: held for 1 s
 
     digital = physical_rows_to_digital(list(eeg) + [eog, emg, abd, chest, airflow, spo2, ecg])
@@ -696,6 +950,8 @@ def generate_record(
         flow_limitations=to_samples(limitation_seconds),
         arousal_per_second=arousal_per_second, airflow_gain_per_second=airflow_gain,
         heart_rate_per_second=heart_rate, spo2_per_second=spo2_per_second,
+        stage_weights_per_second=weights,
+        movements=[(start, end, "movement") for start, end, _ in to_samples(movement_seconds)], subject=subject,
     )
     return SyntheticRecord(
         name=name, digital=digital, age=age, sex=sex, labelled=labelled, fs=fs,
