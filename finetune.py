@@ -38,7 +38,7 @@ class StagingWindows(torch.utils.data.Dataset):
         mapping = probing.ChannelMapping.for_config(config)
         values, masks = zip(*probing.iterate_signal_batches(split, 256))
         input_values, modality_mask = mapping.model_inputs(np.concatenate(values), np.concatenate(masks))
-        labels = probing.TASKS["sleep_stage"].labels_from_column(np.asarray(split["sleep_stage"]))
+        labels = probing.TASKS["sleep_staging"].labels_from_column(np.asarray(split["sleep_stage"]))
         keep = (labels >= 0) & modality_mask.any(axis=1)
         self.input_values = torch.from_numpy(input_values[keep])
         self.modality_mask = torch.from_numpy(modality_mask[keep])
@@ -68,7 +68,7 @@ def finetune_once(model, train_rows, test_rows, arguments, seed: int, output_dir
         per_device_eval_batch_size=128,
         learning_rate=arguments.learning_rate,
         weight_decay=arguments.weight_decay,
-        warmup_ratio=arguments.warmup_ratio,
+        warmup_steps=int(round(arguments.warmup_ratio * arguments.max_steps)),
         lr_scheduler_type="cosine",
         seed=seed,
         use_cpu=arguments.device == "cpu",
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoints", nargs="+", required=True)
     parser.add_argument("--real_segments_dir")
     parser.add_argument("--real_segments_test_fraction", type=float, default=0.5)
+    parser.add_argument("--real_segments_limit", type=int, help="use only N real excerpts, evenly spaced (quick runs)")
     parser.add_argument("--dataset_dir")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if arguments.real_segments_dir:
-        data = load_real_segments(arguments.real_segments_dir, test_fraction=arguments.real_segments_test_fraction)
+        data = load_real_segments(arguments.real_segments_dir, arguments.real_segments_limit, arguments.real_segments_test_fraction)
     elif arguments.dataset_dir:
         data = load_probe_data(arguments.dataset_dir)
     else:
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
                 continue  # a concatenation of unimodal encoders is not one fine-tunable model
             folder = variant.encoder_folders[0]
             config = PhysioMAEConfig.from_pretrained(folder)
-            train_rows, test_rows = StagingWindows(data.train, config), StagingWindows(data.test, config)
+            train_rows, test_rows = StagingWindows(data.train_split, config), StagingWindows(data.test_split, config)
             entry = {}
             for init in ("pretrained", "random_init"):
                 runs = []
