@@ -597,8 +597,6 @@ def learnable_dataset(tmp_path_factory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("learnable-dataset") / "dataset", num_pretrain=96)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: the default (in-place decoder) tiny MAE does not yet beat the "
-                   "training mean on held-out records in a short run; being fixed in the model")
 def test_held_out_reconstruction_error_falls_below_one(learnable_dataset, tmp_path):
     """200 steps of the tiny MAE on windows whose masked patches are predictable (one sinusoid per window): the
     held-out relative error of the log band powers must end clearly below 1 (= predicting the training mean)."""
