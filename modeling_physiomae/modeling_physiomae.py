@@ -20,6 +20,7 @@ ours.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -377,10 +378,12 @@ SPECTRAL_BANDS_HZ: tuple[tuple[float, float], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=None)
 def spectral_band_matrix(patch_length: int, sampling_rate: int) -> torch.Tensor:
     """`(num_frequencies, num_bands)` averaging matrix from the patch's rFFT bins to `SPECTRAL_BANDS_HZ`.
 
-    Bands that hold no FFT bin at this patch length / sampling rate are left out.
+    Bands that hold no FFT bin at this patch length / sampling rate are left out. Derived from the config, so
+    it is cached here (on the CPU) rather than stored in every model and checkpoint.
     """
     # built on the CPU even inside a meta-device context (from_pretrained), where a tensor has no values
     frequencies = torch.fft.rfftfreq(patch_length, d=1.0 / sampling_rate, device="cpu")
@@ -433,12 +436,11 @@ class PhysioMAEModalityTokenizer(nn.Module):
         super().__init__()
         self.num_patches = config.num_patches
         self.patch_length = config.patch_length
+        self.sampling_rate = config.sampling_rate
         self.spectral_projection = None
         if config.tokenizer_type == "conv+log_band_power":
-            band_matrix = spectral_band_matrix(config.patch_length, config.sampling_rate)
-            # persistent: from_pretrained builds modules on the meta device and only restores saved tensors
-            self.register_buffer("band_matrix", band_matrix)
-            self.spectral_projection = nn.Linear(num_channels * band_matrix.shape[1], config.hidden_size)
+            num_bands = spectral_band_matrix(config.patch_length, config.sampling_rate).shape[1]
+            self.spectral_projection = nn.Linear(num_channels * num_bands, config.hidden_size)
         self.convolution = nn.Conv1d(
             num_channels,
             config.tokenizer_conv_channels,
@@ -461,7 +463,8 @@ class PhysioMAEModalityTokenizer(nn.Module):
         tokens = self.projection(features).reshape(batch_size, self.num_patches, -1)
         if self.spectral_projection is not None:
             # (batch * P, channels, L) -> (batch, P, channels, L) -> (batch, P, channels * bands)
-            spectra = log_band_powers(patches.reshape(batch_size, self.num_patches, num_channels, -1).float(), self.band_matrix)
+            band_matrix = spectral_band_matrix(self.patch_length, self.sampling_rate).to(patches.device)
+            spectra = log_band_powers(patches.reshape(batch_size, self.num_patches, num_channels, -1).float(), band_matrix)
             tokens = tokens + self.spectral_projection(spectra.to(tokens.dtype))
         return tokens
 
@@ -811,7 +814,7 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
     """
 
     # A pretraining or contrastive checkpoint also holds heads the encoder does not use.
-    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_", r"^band_matrix"]
+    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_"]
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
@@ -900,7 +903,6 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
         self.physiomae = PhysioMAEModel(config)
-        self.register_buffer("band_matrix", spectral_band_matrix(config.patch_length, config.sampling_rate))
         self.target_parts = config.reconstruction_target.split("+")  # e.g. ["waveform", "log_band_power"]
         target_sizes = [self.target_size(len(channels)) for channels in config.modalities.values()]
         if config.decoder_type == "in_place":
@@ -917,7 +919,7 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
     # -------------------------------------------------------------- reconstruction targets
     def target_part_sizes(self, num_channels: int) -> list[int]:
         """Sizes of the target's parts for a modality of `num_channels` channels, in `target_parts` order."""
-        sizes = {"waveform": num_channels * self.config.patch_length, "log_band_power": num_channels * self.band_matrix.shape[1]}
+        sizes = {"waveform": num_channels * self.config.patch_length, "log_band_power": num_channels * spectral_band_matrix(self.config.patch_length, self.config.sampling_rate).shape[1]}
         return [sizes[part] for part in self.target_parts]
 
     def target_size(self, num_channels: int) -> int:
@@ -940,6 +942,7 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
         """Unstandardised targets per modality, each `(batch, num_patches, target_size)`."""
         config = self.config
         targets = []
+        band_matrix = spectral_band_matrix(config.patch_length, config.sampling_rate).to(input_values.device)
         for channels in config.modality_channel_slices.values():
             signals = input_values[:, channels]
             batch_size, num_channels, _ = signals.shape
@@ -955,7 +958,7 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
                 else:
                     # (batch, c, window) -> (batch, c, P, L) -> (batch, P, c, L)
                     patches = signals.reshape(batch_size, num_channels, config.num_patches, config.patch_length)
-                    parts.append(log_band_powers(patches.permute(0, 2, 1, 3).float(), self.band_matrix).to(signals.dtype))
+                    parts.append(log_band_powers(patches.permute(0, 2, 1, 3).float(), band_matrix).to(signals.dtype))
             targets.append(torch.cat(parts, dim=-1))
         return targets
 
@@ -1220,7 +1223,7 @@ class PhysioMAEForSequenceClassification(PhysioMAEPreTrainedModel):
 
     accepts_loss_kwargs = False
     # Fine-tuning starts from a pretraining or contrastive checkpoint: its heads are not needed.
-    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_", r"^band_matrix"]
+    _keys_to_ignore_on_load_unexpected = [r"decoders?\.", r"projections\.", r"logit_scale", r"target_(mean|std|weight)_"]
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
