@@ -8,7 +8,7 @@ A checkpoint is a training output folder (`run_args.json` + `export/`, one folde
 `mae_unimodal`) or any saved / Hub-format PhysioMAE folder. The hand-crafted band-power baseline is always
 reported. Writes OUTPUT/results.json, comparison.{json,md}, robustness.md, analysis/<variant>/*.png and one
 Hub-format classifier per variant and task (OUTPUT/<variant>-sleep-staging, -arousal, -age). See
-`modeling_physiomae/evaluation.py` for the protocol.
+`physiomae/evaluation/runner.py` for the protocol.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from modeling_physiomae import probing
-from modeling_physiomae.arguments import load_yaml_defaults, split_yaml_argument
-from modeling_physiomae.evaluation import EvaluationSettings, ProbeSettings, run_evaluation
+from physiomae.evaluation import probing
+from physiomae.arguments import load_yaml_defaults, split_yaml_argument
+from physiomae.evaluation.runner import EvaluationSettings, ProbeSettings, run_evaluation
 
 
 @dataclass

@@ -25,8 +25,9 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
 from transformers import Trainer, TrainingArguments, set_seed
 
-from modeling_physiomae import PhysioMAEConfig, PhysioMAEForSequenceClassification, probing
-from modeling_physiomae.evaluation import discover_variants, load_probe_data, load_real_segments, write_json_atomic, write_text_atomic
+from modeling_physiomae import PhysioMAEConfig, PhysioMAEForSequenceClassification
+from physiomae.evaluation import probing
+from physiomae.evaluation.runner import discover_variants, load_probe_data, load_real_segments, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger("physiomae.finetune")
 

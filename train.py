@@ -278,7 +278,7 @@ def build_argument_parser():
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
     """YAML (optional first argument) gives defaults, the command line wins."""
-    from modeling_physiomae.arguments import load_yaml_defaults, split_yaml_argument
+    from physiomae.arguments import load_yaml_defaults, split_yaml_argument
 
     yaml_path, argv = split_yaml_argument(sys.argv[1:] if argv is None else argv)
     parser = build_argument_parser()
@@ -669,7 +669,7 @@ def held_out_record_rows(split_dataset, fraction: float) -> tuple[np.ndarray | N
     Nothing is held out when `fraction` is 0, the split has no `record` column, or the hash picks no record
     or every record (training needs at least one).
     """
-    from modeling_physiomae.probing import record_split_is_test
+    from physiomae.evaluation.probing import record_split_is_test
 
     if fraction <= 0:
         return None, 0, "--reconstruction_eval_fraction is 0"
@@ -1182,7 +1182,7 @@ class PretrainingRun:
             "modalities": config.modality_names,
             "held_out": {"fraction": evaluation.fraction, "records": evaluation.num_records,
                          "windows_scored": evaluation.num_windows, "windows_available": evaluation.num_windows_available,
-                         "split": "sha1 of the record name (modeling_physiomae.probing.record_split_is_test)"},
+                         "split": "sha1 of the record name (physiomae.evaluation.probing.record_split_is_test)"},
             "target_statistics_windows": len(self.data.statistics_windows) if self.data.statistics_windows else None,
             "reconstruction_target": getattr(config, "reconstruction_target", None),
             "decoder_type": getattr(config, "decoder_type", None),
@@ -1420,7 +1420,7 @@ STRATEGY_SUMMARIES = {
 
 
 def build_readme(model, strategy: str, training_args: PretrainingArguments, extra: dict[str, Any]) -> str:
-    """README rendered from model_card.md (modeling_physiomae.model_card) when available, else a minimal card."""
+    """README rendered from model_card.md (physiomae.model_card) when available, else a minimal card."""
     config = model.config
     repo_id = training_args.hub_model_id or f"physiomae-{strategy}"
     modality_text = ", ".join(f"{name} ({len(channels)} ch)" for name, channels in config.modalities.items())
@@ -1428,7 +1428,7 @@ def build_readme(model, strategy: str, training_args: PretrainingArguments, extr
     summary = (f"{STRATEGY_SUMMARIES.get(strategy, strategy)} Modalities: {modality_text}. Encoder: hidden "
                f"{config.hidden_size}, {config.num_hidden_layers} layers, {config.num_attention_heads} heads.")
     try:
-        from modeling_physiomae.model_card import ModelCardInputs, render_model_card
+        from physiomae.model_card import ModelCardInputs, render_model_card
 
         inputs = ModelCardInputs(
             model_name=f"PhysioMAE ({strategy})",
@@ -1469,7 +1469,7 @@ def build_readme(model, strategy: str, training_args: PretrainingArguments, extr
 
 def export_model(model, folder: Path, strategy: str, training_args: PretrainingArguments, dataset_dir: Path | None,
                  extra: dict[str, Any]) -> Path:
-    from modeling_physiomae.hub_export import save_for_hub
+    from physiomae.hub import save_for_hub
 
     model = model.float().cpu().eval()
     extractor = build_feature_extractor(model.config, dataset_dir)
@@ -1480,7 +1480,7 @@ def export_model(model, folder: Path, strategy: str, training_args: PretrainingA
 
 
 def push_export(folder: Path, training_args: PretrainingArguments, hub_api=None) -> None:
-    from modeling_physiomae.hub_export import push_to_hub
+    from physiomae.hub import push_to_hub
 
     try:
         push_to_hub(str(folder), training_args.hub_model_id, api=hub_api, token=training_args.hub_token,
@@ -1488,7 +1488,7 @@ def push_export(folder: Path, training_args: PretrainingArguments, hub_api=None)
     except Exception as error:
         raise PushToHubError(
             f"the export in {folder} is complete, but pushing it to {training_args.hub_model_id} failed: {error}. "
-            f"Upload it later with modeling_physiomae.hub_export.push_to_hub or `huggingface-cli upload`."
+            f"Upload it later with physiomae.hub.push_to_hub or `huggingface-cli upload`."
         ) from error
 
 

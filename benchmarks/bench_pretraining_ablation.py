@@ -34,7 +34,8 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modeling_physiomae import PhysioMAEConfig, PhysioMAEFeatureExtractor, PhysioMAEForPreTraining, probing  # noqa: E402
+from modeling_physiomae import PhysioMAEConfig, PhysioMAEFeatureExtractor, PhysioMAEForPreTraining  # noqa: E402
+from physiomae.evaluation import probing  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, decoder_hidden_size=32,

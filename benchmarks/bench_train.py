@@ -96,17 +96,38 @@ def time_steps(size: str, device: str, precision: str, batch_size: int, steps: i
     return result
 
 
+def write_random_dataset(path: Path, num_windows: int, seed: int = 0) -> None:
+    """`num_windows` random windows in the builder's row schema (physionet2018.make_features) as split `pretrain`."""
+    import datasets
+    import numpy as np
+
+    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_features
+
+    layout = extractor_layout(default_feature_extractor())
+    features = make_features(layout)
+    channels, modalities = len(layout.channel_names), len(layout.modalities)
+    windows = np.random.default_rng(seed).standard_normal((num_windows, channels, layout.window_length))
+    rows = {
+        "input_values": windows.astype(np.float16),
+        "channel_mask": np.ones((num_windows, channels), dtype=bool),
+        "modality_mask": np.ones((num_windows, modalities), dtype=bool),
+        "sleep_stage": [-1] * num_windows, "arousal": [-1] * num_windows, "age": [-1.0] * num_windows,
+        "sex": [-1] * num_windows, "record": [f"te{index // 64:05d}" for index in range(num_windows)],
+        "window": [index % 64 for index in range(num_windows)],
+    }
+    datasets.DatasetDict({"pretrain": datasets.Dataset.from_dict(rows, features=features)}).save_to_disk(str(path))
+
+
 def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps: int, num_workers: int,
                   workdir: Path) -> dict:
     """train.py end to end on a synthetic Arrow dataset; windows/s as logged (first logged interval excluded)."""
     from accelerate.state import AcceleratorState, GradientState
 
     import train
-    from tests.test_train import write_tiny_dataset
 
     dataset = workdir / "dataset"
     if not dataset.exists():
-        write_tiny_dataset(dataset, num_pretrain=max(4 * batch_size, 256), num_probe=4)
+        write_random_dataset(dataset, num_windows=max(4 * batch_size, 256))
     output_dir = workdir / f"pipeline-{size}-{precision}"
     AcceleratorState._reset_state(True)
     GradientState._reset_state()

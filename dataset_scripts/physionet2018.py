@@ -137,11 +137,17 @@ def _json_default(value):
 
 
 def assign_split(record_name: str, labelled: bool, probe_test_fraction: float = PROBE_TEST_FRACTION) -> str:
-    """`pretrain` for unlabelled records; labelled ones by sha1(record name) (first 32 bits) vs the fraction."""
+    """`pretrain` for unlabelled records; labelled ones go to `probe_test` when their split position is below the
+    fraction."""
     if not labelled:
         return "pretrain"
-    position = int(hashlib.sha1(record_name.encode("utf-8")).hexdigest()[:8], 16) / 2**32
-    return "probe_test" if position < probe_test_fraction else "probe_train"
+    return "probe_test" if record_split_position(record_name) < probe_test_fraction else "probe_train"
+
+
+def record_split_position(record_name: str) -> float:
+    """Where a record falls in [0, 1): the first 32 bits of sha1(name) / 2**32. The one record split, used by
+    the builder (probe_test), the probes and train.py's held-out reconstruction records."""
+    return int(hashlib.sha1(record_name.encode("utf-8")).hexdigest()[:8], 16) / 2**32
 
 
 # ----------------------------------------------------------------------------------------------

@@ -52,25 +52,41 @@ from .configuration_physiomae import PhysioMAEConfig
 @dataclass
 class PhysioMAEModelOutput(ModelOutput):
     """
-    Output of [`PhysioMAEModel`] (the encoder, no masking).
+    Output of [`PhysioMAEModel`].
+
+    Without masking (`apply_masking=False`, the default) the sequence is every token in modality-major order,
+    `sequence_length = num_modalities * num_patches`. With masking it is the visible tokens only, in the
+    per-sample shuffled order of `ids_restore` and padded to the batch maximum: `sequence_length =
+    max_visible_tokens` (as in ViT-MAE, row `r` of sample `b` is token `argsort(ids_restore[b])[r]`).
 
     Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_modalities * num_patches, hidden_size)`):
-            Encoder output after the final layer norm, modality-major token order. Positions of absent
-            modalities are zero.
-        pooler_output (`torch.FloatTensor` of shape `(batch_size, config.embedding_size)`):
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            Encoder output after the final layer norm. Rows that are not real tokens (absent modalities;
+            with masking, padding) are zero.
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, config.embedding_size)`, *optional*):
             Pooled embedding: mean over present tokens (`pooling="mean"`, width `hidden_size`) or the
             concatenated per-modality means (`pooling="per_modality"`, width
-            `num_modalities * hidden_size`, zeros for absent modalities).
+            `num_modalities * hidden_size`, zeros for absent modalities). `None` with masking.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
             `num_hidden_layers + 1` tensors of shape `(batch_size, sequence_length, hidden_size)`: the
             embeddings, then the output of each layer (before the final layer norm).
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
             `num_hidden_layers` tensors of shape `(batch_size, num_heads, sequence_length, sequence_length)`.
-            Rows of present tokens sum to 1 and put zero weight on absent tokens. A row of an absent
-            token only attends to itself (its output is discarded).
+            Rows of real tokens sum to 1 and put zero weight on absent / padding tokens. A row of an absent
+            or padding token only attends to itself (its output is discarded).
         token_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`):
-            True where the token belongs to a present modality.
+            True where the row of `last_hidden_state` is a real token: one of a present modality (without
+            masking) or a visible one, not padding (with masking).
+        mask (`torch.FloatTensor` of shape `(batch_size, num_modalities * num_patches)`, *optional*):
+            With masking: 1 where the token of a present modality was hidden from the encoder (every token
+            of a dropped modality included), 0 where it was visible or its modality is absent. `None`
+            without masking.
+        ids_restore (`torch.LongTensor` of shape `(batch_size, num_modalities * num_patches)`, *optional*):
+            With masking: position of each token in the per-sample shuffled order (as in ViT-MAE); token `t`
+            was visible iff `ids_restore[b, t] < token_mask[b].sum()`. `None` without masking.
+        dropped_modality (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            With masking: index of the modality removed by input modality dropout per sample, -1 where none.
+            `None` without masking.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -78,6 +94,9 @@ class PhysioMAEModelOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     token_mask: torch.BoolTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    dropped_modality: torch.LongTensor | None = None
 
 
 @dataclass
@@ -114,10 +133,10 @@ class PhysioMAEForPreTrainingOutput(ModelOutput):
         dropped_modality (`torch.LongTensor` of shape `(batch_size,)`):
             Index of the modality removed by input modality dropout per sample, -1 where none.
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, max_visible_tokens, hidden_size)`):
-            Encoder output for the visible tokens (padded to the batch maximum; padded slots are
-            garbage, see `visible_token_mask`).
+            Encoder output for the visible tokens (padded to the batch maximum; padded slots are zero, see
+            `visible_token_mask`), as [`PhysioMAEModel`] returns it with `apply_masking=True`.
         visible_token_mask (`torch.BoolTensor` of shape `(batch_size, max_visible_tokens)`):
-            True for real visible tokens, False for padding.
+            True for real visible tokens, False for padding (the encoder output's `token_mask`).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Encoder hidden states over the visible tokens, as in [`PhysioMAEModelOutput`].
         attentions (`tuple(torch.FloatTensor)`, *optional*):
@@ -361,6 +380,27 @@ def random_masking(
     return ids_keep, visible_token_mask, ids_restore, kept
 
 
+def visible_token_positions(
+    ids_restore: torch.LongTensor, visible_token_mask: torch.BoolTensor
+) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """
+    Where the rows of a masked encoder output sit in the full sequence (the inverse of `ids_restore`).
+
+    Args:
+        ids_restore (`(batch, seq)` long): rank of every token in the shuffled order (a permutation).
+        visible_token_mask (`(batch, max_keep)` bool): real visible rows of the encoder output.
+
+    Returns:
+        ids_keep (`(batch, max_keep)` long): position in the full sequence of each encoder output row
+            (padding rows point at hidden tokens), as `random_masking` returns it.
+        kept (`(batch, seq)` bool): True for visible tokens, in the original order.
+    """
+    ids_shuffle = torch.argsort(ids_restore, dim=1)  # exact inverse of the permutation
+    ids_keep = ids_shuffle[:, : visible_token_mask.shape[1]]
+    kept = ids_restore < visible_token_mask.sum(dim=1, keepdim=True)
+    return ids_keep, kept
+
+
 def random_uniform(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Uniform [0, 1) draws from the caller's generator (on the generator's device), moved to `device`."""
     draw_device = generator.device if generator is not None else device
@@ -503,6 +543,130 @@ class PhysioMAEEmbeddings(nn.Module):
         return self.dropout(tokens.reshape(batch_size, -1, tokens.shape[-1]))
 
 
+class PhysioMAEMasking(nn.Module):
+    """
+    Decides which tokens the encoder sees when [`PhysioMAEModel`] masks (`apply_masking=True`, as in
+    pretraining). It has no parameters.
+
+    1. Input modality dropout (training mode, probability `config.modality_dropout_prob`, or forced
+       with `dropped_modality`) removes one whole present modality from the encoder's input:
+       - `modality_dropout_mode="batch"` (paper): one modality for the whole batch, chosen uniformly
+         among modalities that can be dropped in every sample (present, and not the sample's only
+         modality); if there is none, among those droppable in at least one sample. Samples where the
+         chosen modality is absent or alone keep all their modalities (`dropped_modality = -1`).
+       - `"sample"`: each sample flips its own coin and picks among its droppable modalities.
+       A sample is never left without a visible modality.
+    2. Random masking: of the remaining present tokens of each sample ("candidates"), exactly
+       `int(num_candidates * (1 - mask_ratio))` (at least 1) with the smallest `noise` stay visible.
+       Samples with different modalities keep different numbers of tokens, so the visible set is
+       padded to the batch maximum and the padding is flagged in `visible_token_mask`.
+    """
+
+    def __init__(self, config: PhysioMAEConfig):
+        super().__init__()
+        self.config = config
+
+    def _resolve_forced_dropout(self, dropped_modality, droppable: torch.BoolTensor) -> torch.LongTensor:
+        batch_size, num_modalities = droppable.shape
+        if isinstance(dropped_modality, str):
+            if dropped_modality not in self.config.modality_names:
+                raise ValueError(
+                    f"dropped_modality={dropped_modality!r} is not one of {self.config.modality_names}"
+                )
+            dropped_modality = self.config.modality_names.index(dropped_modality)
+        requested = torch.as_tensor(dropped_modality, device=droppable.device).long()
+        if requested.dim() == 0:
+            requested = requested.expand(batch_size)
+        if tuple(requested.shape) != (batch_size,):
+            raise ValueError(
+                f"dropped_modality must be an int, a modality name or a (batch_size={batch_size},) tensor; "
+                f"got shape {tuple(requested.shape)}"
+            )
+        if bool(((requested < -1) | (requested >= num_modalities)).any()):
+            raise ValueError(f"dropped_modality values must lie in [-1, {num_modalities}); got {requested.tolist()}")
+        # only where the modality is present and not the sample's only one
+        allowed = droppable.gather(1, requested.clamp(min=0)[:, None]).squeeze(1) & (requested >= 0)
+        return torch.where(allowed, requested, torch.full_like(requested, -1))
+
+    def select_dropped_modality(
+        self,
+        modality_mask: torch.BoolTensor,
+        dropped_modality=None,
+        generator: torch.Generator | None = None,
+    ) -> torch.LongTensor:
+        """Choose the modality removed per sample, `(batch,)` long, -1 = none (see class docstring)."""
+        batch_size, num_modalities = modality_mask.shape
+        device = modality_mask.device
+        droppable = modality_mask & (modality_mask.sum(dim=1, keepdim=True) >= 2)
+        no_drop = torch.full((batch_size,), -1, dtype=torch.long, device=device)
+        if dropped_modality is not None:
+            return self._resolve_forced_dropout(dropped_modality, droppable)
+        probability = self.config.modality_dropout_prob
+        if not self.training or probability <= 0.0:
+            return no_drop
+        if self.config.modality_dropout_mode == "batch":
+            if float(random_uniform((), generator, device)) >= probability:
+                return no_drop
+            candidates = droppable.all(dim=0)
+            if not bool(candidates.any()):
+                candidates = droppable.any(dim=0)
+            if not bool(candidates.any()):
+                return no_drop
+            candidate_indices = candidates.nonzero().flatten()
+            choice = int(random_uniform((), generator, device) * len(candidate_indices))
+            chosen = candidate_indices[min(choice, len(candidate_indices) - 1)]
+            return torch.where(droppable[:, chosen], chosen.expand(batch_size), no_drop)
+        # per sample: own coin, uniform among own droppable modalities
+        coins = random_uniform((batch_size,), generator, device) < probability
+        scores = random_uniform((batch_size, num_modalities), generator, device).masked_fill(~droppable, -1.0)
+        choice = scores.argmax(dim=1)
+        return torch.where(coins & droppable.any(dim=1), choice, no_drop)
+
+    def forward(
+        self,
+        modality_mask: torch.BoolTensor,
+        noise: torch.Tensor | None = None,
+        dropped_modality=None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.LongTensor, torch.LongTensor, torch.BoolTensor, torch.LongTensor, torch.BoolTensor]:
+        """
+        Args:
+            modality_mask (`(batch, num_modalities)` bool): present modalities.
+            noise (`(batch, num_modalities * num_patches)` float, *optional*): masking sort keys; default
+                uniform draws from `generator`.
+            dropped_modality, generator: as in [`PhysioMAEModel.forward`].
+
+        Returns:
+            dropped_modality (`(batch,)` long): modality removed per sample, -1 = none.
+            ids_keep (`(batch, max_keep)` long): positions of the visible tokens (then padding positions).
+            visible_token_mask (`(batch, max_keep)` bool): True for real visible tokens.
+            ids_restore (`(batch, M * P)` long): rank of every token in the shuffled order.
+            hidden (`(batch, M * P)` bool): tokens of present modalities hidden from the encoder.
+        """
+        config = self.config
+        batch_size = modality_mask.shape[0]
+        sequence_length = config.num_modalities * config.num_patches
+        device = modality_mask.device
+
+        dropped = self.select_dropped_modality(modality_mask, dropped_modality, generator)  # (batch,)
+        encoder_modality_mask = modality_mask.clone()
+        dropped_rows = (dropped >= 0).nonzero().flatten()
+        encoder_modality_mask[dropped_rows, dropped[dropped_rows]] = False
+
+        # (batch, M) -> (batch, M * P)
+        token_present = modality_mask.repeat_interleave(config.num_patches, dim=1)
+        candidates = encoder_modality_mask.repeat_interleave(config.num_patches, dim=1)
+        if noise is None:
+            noise = random_uniform((batch_size, sequence_length), generator, device)
+        elif tuple(noise.shape) != (batch_size, sequence_length):
+            raise ValueError(
+                f"noise must have shape (batch_size={batch_size}, num_modalities * num_patches={sequence_length}); "
+                f"got {tuple(noise.shape)}"
+            )
+        ids_keep, visible_token_mask, ids_restore, kept = random_masking(candidates, config.mask_ratio, noise.to(device))
+        return dropped, ids_keep, visible_token_mask, ids_restore, token_present & ~kept
+
+
 # ----------------------------------------------------------------------------------------------
 # Transformer blocks
 # ----------------------------------------------------------------------------------------------
@@ -595,12 +759,14 @@ class PhysioMAELayer(GradientCheckpointingLayer):
 
 
 class PhysioMAEEncoder(nn.Module):
-    """Stack of `num_hidden_layers` [`PhysioMAELayer`]s."""
+    """
+    Stack of `num_hidden_layers` [`PhysioMAELayer`]s. Gradient checkpointing (`model.gradient_checkpointing_enable()`,
+    `activation_checkpointing_enable()` in newer transformers) is per layer: each is a `GradientCheckpointingLayer`.
+    """
 
     def __init__(self, config: PhysioMAEConfig):
         super().__init__()
         self.layers = nn.ModuleList([PhysioMAELayer(config) for _ in range(config.num_hidden_layers)])
-        self.gradient_checkpointing = False
 
     def forward(
         self,
@@ -772,8 +938,11 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
     config_class = PhysioMAEConfig
     base_model_prefix = "physiomae"
     main_input_name = "input_values"
+    # every PhysioMAELayer (encoder and in-place decoder) is a GradientCheckpointingLayer (transformers >= 4.52)
     supports_gradient_checkpointing = GradientCheckpointingLayer is not nn.Module
     _no_split_modules = ["PhysioMAEEmbeddings", "PhysioMAELayer", "PhysioMAEModalityDecoder", "PhysioMAEInPlaceDecoder"]
+    # PhysioMAEAttention always runs torch's scaled_dot_product_attention (explicit weights only with
+    # output_attentions=True), so `attn_implementation="sdpa"` is true; the config's choice is not consulted.
     _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -809,8 +978,13 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
 # ----------------------------------------------------------------------------------------------
 class PhysioMAEModel(PhysioMAEPreTrainedModel):
     """
-    The PhysioMAE encoder without masking: embeddings, pre-norm transformer (early or late fusion per
-    `config.fusion`), final layer norm, pooled embedding over present tokens.
+    The PhysioMAE encoder: embeddings, pre-norm transformer (early or late fusion per `config.fusion`), final
+    layer norm, and the pooled embedding over present tokens.
+
+    Like ViT-MAE's `ViTMAEModel`, it also does the masked autoencoder's input side: with
+    `apply_masking=True` it applies input modality dropout and random token masking ([`PhysioMAEMasking`])
+    and encodes only the visible tokens, returning `mask` and `ids_restore`. Unlike ViT-MAE it does not mask
+    by default, so that feature extraction and fine-tuning see every present token.
     """
 
     # A pretraining or contrastive checkpoint also holds heads the encoder does not use.
@@ -819,6 +993,7 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
     def __init__(self, config: PhysioMAEConfig):
         super().__init__(config)
         self.embeddings = PhysioMAEEmbeddings(config)
+        self.masking = PhysioMAEMasking(config)  # no parameters
         self.encoder = PhysioMAEEncoder(config)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
@@ -827,6 +1002,10 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
         self,
         input_values: torch.Tensor,
         modality_mask: torch.Tensor | None = None,
+        apply_masking: bool = False,
+        noise: torch.Tensor | None = None,
+        dropped_modality=None,
+        generator: torch.Generator | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -839,39 +1018,71 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
             modality_mask (`torch.BoolTensor` of shape `(batch_size, num_modalities)`, *optional*):
                 True where the modality is present; `None` = all present. Absent modalities' data is
                 never read.
+            apply_masking (`bool`, *optional*, defaults to `False`):
+                Apply input modality dropout and random masking (`config.mask_ratio`, see
+                [`PhysioMAEMasking`]) and encode only the visible tokens, as in pretraining.
+            noise (`torch.FloatTensor` of shape `(batch_size, num_modalities * num_patches)`, *optional*):
+                Masking sort keys (smaller = kept first); default uniform draws from `generator`. Only with
+                `apply_masking=True`.
+            dropped_modality (`int`, `str` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                Force input modality dropout (also in eval mode); -1 = none for that sample. Ignored for
+                samples where the modality is absent or is their only one. Only with `apply_masking=True`;
+                when `None`, masking's modality dropout is random in training mode
+                (`config.modality_dropout_prob`) and off in eval mode.
+            generator (`torch.Generator`, *optional*): source of the masking randomness (no seeding inside);
+                default torch's global generator.
             output_attentions, output_hidden_states, return_dict: as in transformers.
             kwargs: ignored (tolerates extra columns passed by training loops).
         """
         output_attentions, output_hidden_states, return_dict = self._output_flags(
             output_attentions, output_hidden_states, return_dict
         )
+        if not apply_masking and (noise is not None or dropped_modality is not None):
+            raise ValueError("noise and dropped_modality only apply with apply_masking=True")
+        config = self.config
         input_values, modality_mask = validate_and_prepare_inputs(
-            self.config, input_values, modality_mask, self.embeddings.modality_embeddings.dtype
+            config, input_values, modality_mask, self.embeddings.modality_embeddings.dtype
         )
         batch_size = input_values.shape[0]
+        token_modalities = token_modality_ids(config, input_values.device)  # (M * P,)
+        mask = ids_restore = dropped = None
+        if apply_masking:
+            # drawn before the embeddings run, so that their dropout sees the same global random state
+            dropped, ids_keep, token_mask, ids_restore, hidden = self.masking(
+                modality_mask, noise=noise, dropped_modality=dropped_modality, generator=generator
+            )
+            mask = hidden.to(input_values.dtype)  # (batch, M * P), 1 = hidden
+
         embeddings = self.embeddings(input_values)  # (batch, M * P, hidden)
-        # (batch, M) -> (batch, M * P)
-        token_mask = modality_mask.repeat_interleave(self.config.num_patches, dim=1)
-        token_modalities = token_modality_ids(self.config, input_values.device)[None].expand(batch_size, -1)
-        attention_mask = build_attention_mask(token_mask, token_modalities, self.config.fusion == "late")
+        if apply_masking:
+            # (batch, M * P, hidden) -> (batch, max_visible, hidden): the visible tokens, padding slots zeroed
+            embeddings = torch.gather(embeddings, 1, ids_keep[:, :, None].expand(-1, -1, embeddings.shape[-1]))
+            embeddings = embeddings * token_mask[:, :, None].to(embeddings.dtype)
+            token_modalities = token_modalities[ids_keep]  # (batch, max_visible)
+        else:
+            # (batch, M) -> (batch, M * P)
+            token_mask = modality_mask.repeat_interleave(config.num_patches, dim=1)
+            token_modalities = token_modalities[None].expand(batch_size, -1)
+
+        attention_mask = build_attention_mask(token_mask, token_modalities, config.fusion == "late")
         sequence_output, hidden_states, attentions = self.encoder(
             embeddings, attention_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
         sequence_output = self.layernorm(sequence_output).masked_fill(~token_mask[:, :, None], 0.0)
-        pooled_output = pool_tokens(sequence_output, token_mask, self.config)
-        if not return_dict:
-            return tuple(
-                value
-                for value in (sequence_output, pooled_output, hidden_states, attentions, token_mask)
-                if value is not None
-            )
-        return PhysioMAEModelOutput(
+        # the pooled embedding is over every present token; a masked output has no such meaning
+        pooled_output = None if apply_masking else pool_tokens(sequence_output, token_mask, config)
+
+        output = PhysioMAEModelOutput(
             last_hidden_state=sequence_output,
             pooler_output=pooled_output,
             hidden_states=hidden_states,
             attentions=attentions,
             token_mask=token_mask,
+            mask=mask,
+            ids_restore=ids_restore,
+            dropped_modality=dropped,
         )
+        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -879,25 +1090,17 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
 # ----------------------------------------------------------------------------------------------
 class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
     """
-    PhysioMAE masked autoencoder with input modality dropout.
+    PhysioMAE masked autoencoder with input modality dropout: the encoder, the decoders and the loss.
 
     Per forward pass:
-    1. Input modality dropout (training mode, probability `config.modality_dropout_prob`, or forced
-       with `dropped_modality`) removes one whole present modality from the encoder's input:
-       - `modality_dropout_mode="batch"` (paper): one modality for the whole batch, chosen uniformly
-         among modalities that can be dropped in every sample (present, and not the sample's only
-         modality); if there is none, among those droppable in at least one sample. Samples where the
-         chosen modality is absent or alone keep all their modalities (`dropped_modality = -1`).
-       - `"sample"`: each sample flips its own coin and picks among its droppable modalities.
-       A sample is never left without a visible modality.
-    2. Masking: of the remaining present tokens of each sample ("candidates"), exactly
-       `int(num_candidates * (1 - mask_ratio))` (at least 1) with the smallest `noise` stay visible.
-       Samples with different modalities keep different numbers of tokens, so the visible set is
-       padded to the batch maximum and the padding is masked out as keys (`visible_token_mask`).
-    3. The encoder sees only the visible tokens (gathered, as in ViT-MAE).
-    4. One decoder per modality predicts all its patches; the loss is, per modality, the MSE over
-       its hidden patches (every token of the dropped modality included), then the mean over
-       modalities that have hidden patches, so a 6-channel modality does not outweigh a 1-channel one.
+    1. The encoder ([`PhysioMAEModel`] with `apply_masking=True`) applies input modality dropout and
+       random masking ([`PhysioMAEMasking`]) and encodes only the visible tokens (gathered, as in ViT-MAE).
+    2. The decoders predict every patch of every modality (`config.decoder_type`: one cross-attention
+       decoder per modality over the visible tokens, the same over each modality's mean visible token
+       ("bottleneck"), or one ViT-MAE-style decoder over the full sequence ("in_place")).
+    3. The loss is, per modality, the MSE over its hidden patches (every token of the dropped modality
+       included), then the mean over modalities that have hidden patches, so a 6-channel modality does
+       not outweigh a 1-channel one.
     """
 
     def __init__(self, config: PhysioMAEConfig):
@@ -1005,63 +1208,6 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
             weight_buffer.copy_(self.part_weights(index, valid).to(weight_buffer.device))
         return dict(zip(self.config.modality_names, counts))
 
-    # -------------------------------------------------------------- modality dropout
-    def _resolve_forced_dropout(self, dropped_modality, droppable: torch.BoolTensor) -> torch.LongTensor:
-        batch_size, num_modalities = droppable.shape
-        if isinstance(dropped_modality, str):
-            if dropped_modality not in self.config.modality_names:
-                raise ValueError(
-                    f"dropped_modality={dropped_modality!r} is not one of {self.config.modality_names}"
-                )
-            dropped_modality = self.config.modality_names.index(dropped_modality)
-        requested = torch.as_tensor(dropped_modality, device=droppable.device).long()
-        if requested.dim() == 0:
-            requested = requested.expand(batch_size)
-        if tuple(requested.shape) != (batch_size,):
-            raise ValueError(
-                f"dropped_modality must be an int, a modality name or a (batch_size={batch_size},) tensor; "
-                f"got shape {tuple(requested.shape)}"
-            )
-        if bool(((requested < -1) | (requested >= num_modalities)).any()):
-            raise ValueError(f"dropped_modality values must lie in [-1, {num_modalities}); got {requested.tolist()}")
-        # only where the modality is present and not the sample's only one
-        allowed = droppable.gather(1, requested.clamp(min=0)[:, None]).squeeze(1) & (requested >= 0)
-        return torch.where(allowed, requested, torch.full_like(requested, -1))
-
-    def select_dropped_modality(
-        self,
-        modality_mask: torch.BoolTensor,
-        dropped_modality=None,
-        generator: torch.Generator | None = None,
-    ) -> torch.LongTensor:
-        """Choose the modality removed per sample, `(batch,)` long, -1 = none (see class docstring)."""
-        batch_size, num_modalities = modality_mask.shape
-        device = modality_mask.device
-        droppable = modality_mask & (modality_mask.sum(dim=1, keepdim=True) >= 2)
-        no_drop = torch.full((batch_size,), -1, dtype=torch.long, device=device)
-        if dropped_modality is not None:
-            return self._resolve_forced_dropout(dropped_modality, droppable)
-        probability = self.config.modality_dropout_prob
-        if not self.training or probability <= 0.0:
-            return no_drop
-        if self.config.modality_dropout_mode == "batch":
-            if float(random_uniform((), generator, device)) >= probability:
-                return no_drop
-            candidates = droppable.all(dim=0)
-            if not bool(candidates.any()):
-                candidates = droppable.any(dim=0)
-            if not bool(candidates.any()):
-                return no_drop
-            candidate_indices = candidates.nonzero().flatten()
-            choice = int(random_uniform((), generator, device) * len(candidate_indices))
-            chosen = candidate_indices[min(choice, len(candidate_indices) - 1)]
-            return torch.where(droppable[:, chosen], chosen.expand(batch_size), no_drop)
-        # per sample: own coin, uniform among own droppable modalities
-        coins = random_uniform((batch_size,), generator, device) < probability
-        scores = random_uniform((batch_size, num_modalities), generator, device).masked_fill(~droppable, -1.0)
-        choice = scores.argmax(dim=1)
-        return torch.where(coins & droppable.any(dim=1), choice, no_drop)
-
     # -------------------------------------------------------------- loss
     def forward_loss(
         self, input_values: torch.Tensor, predictions: list[torch.Tensor], mask: torch.Tensor
@@ -1114,12 +1260,9 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
                 Windows in the config's channel order.
             modality_mask (`torch.BoolTensor` of shape `(batch_size, num_modalities)`, *optional*):
                 True where present; `None` = all present.
-            noise (`torch.FloatTensor` of shape `(batch_size, num_modalities * num_patches)`, *optional*):
-                Masking sort keys (tests); default uniform draws from `generator`.
-            dropped_modality (`int`, `str` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
-                Force input modality dropout (also in eval mode); -1 = none for that sample. Ignored for
-                samples where the modality is absent or is their only one.
-            generator (`torch.Generator`, *optional*): source of all randomness (no seeding inside).
+            noise, dropped_modality, generator: the masking inputs of [`PhysioMAEModel`] (which this calls
+                with `apply_masking=True`): masking sort keys `(batch_size, num_modalities * num_patches)`,
+                forced input modality dropout, and the source of all randomness (no seeding inside).
             output_attentions, output_hidden_states, return_dict: as in transformers.
             kwargs: ignored.
         """
@@ -1127,47 +1270,32 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
             output_attentions, output_hidden_states, return_dict
         )
         config = self.config
-        embeddings_module = self.physiomae.embeddings
+        # the prepared signals (absent modalities zeroed) are what the targets are computed from
         input_values, modality_mask = validate_and_prepare_inputs(
-            config, input_values, modality_mask, embeddings_module.modality_embeddings.dtype
+            config, input_values, modality_mask, self.physiomae.embeddings.modality_embeddings.dtype
         )
-        batch_size = input_values.shape[0]
-        sequence_length = config.num_modalities * config.num_patches
-        device = input_values.device
-
-        dropped = self.select_dropped_modality(modality_mask, dropped_modality, generator)  # (batch,)
-        encoder_modality_mask = modality_mask.clone()
-        dropped_rows = (dropped >= 0).nonzero().flatten()
-        encoder_modality_mask[dropped_rows, dropped[dropped_rows]] = False
-
-        # (batch, M) -> (batch, M * P)
-        token_present = modality_mask.repeat_interleave(config.num_patches, dim=1)
-        candidates = encoder_modality_mask.repeat_interleave(config.num_patches, dim=1)
-        if noise is None:
-            noise = random_uniform((batch_size, sequence_length), generator, device)
-        elif tuple(noise.shape) != (batch_size, sequence_length):
-            raise ValueError(
-                f"noise must have shape (batch_size={batch_size}, num_modalities * num_patches={sequence_length}); "
-                f"got {tuple(noise.shape)}"
-            )
-        ids_keep, visible_token_mask, ids_restore, kept = random_masking(candidates, config.mask_ratio, noise.to(device))
-        mask = (token_present & ~kept).to(input_values.dtype)  # 1 = hidden and scored
-
-        embeddings = embeddings_module(input_values)  # (batch, M * P, hidden)
-        hidden_size = embeddings.shape[-1]
-        # (batch, M * P, hidden) -> (batch, max_keep, hidden); padding slots zeroed
-        visible = torch.gather(embeddings, 1, ids_keep[:, :, None].expand(-1, -1, hidden_size))
-        visible = visible * visible_token_mask[:, :, None].to(visible.dtype)
-        visible_modalities = token_modality_ids(config, device)[ids_keep]  # (batch, max_keep)
-        attention_mask = build_attention_mask(visible_token_mask, visible_modalities, config.fusion == "late")
-        sequence_output, hidden_states, attentions = self.physiomae.encoder(
-            visible, attention_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        outputs = self.physiomae(
+            input_values,
+            modality_mask=modality_mask,
+            apply_masking=True,
+            noise=noise,
+            dropped_modality=dropped_modality,
+            generator=generator,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
-        sequence_output = self.physiomae.layernorm(sequence_output)
+        sequence_output = outputs.last_hidden_state  # (batch, max_visible, hidden)
+        visible_token_mask = outputs.token_mask  # (batch, max_visible)
+        mask = outputs.mask  # (batch, M * P), 1 = hidden and scored
+        ids_keep, kept = visible_token_positions(outputs.ids_restore, visible_token_mask)
 
         if config.decoder_type == "in_place":
+            # (batch, M) -> (batch, M * P): tokens of present modalities, the dropped one included
+            token_present = modality_mask.repeat_interleave(config.num_patches, dim=1)
             predictions = self.decoder(sequence_output, ids_keep, kept, token_present)
         elif config.decoder_type == "bottleneck":
+            visible_modalities = token_modality_ids(config, input_values.device)[ids_keep]  # (batch, max_keep)
             # (batch, max_keep, M) one-hot of each real visible token's modality
             membership = F.one_hot(visible_modalities, config.num_modalities).to(sequence_output.dtype)
             membership = membership * visible_token_mask[:, :, None].to(sequence_output.dtype)
@@ -1199,12 +1327,12 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
             reconstruction_error_sum=error_sums,
             reconstruction_reference_sum=reference_sums,
             mask=mask,
-            ids_restore=ids_restore,
-            dropped_modality=dropped,
+            ids_restore=outputs.ids_restore,
+            dropped_modality=outputs.dropped_modality,
             last_hidden_state=sequence_output,
             visible_token_mask=visible_token_mask,
-            hidden_states=hidden_states,
-            attentions=attentions,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEModel
-from modeling_physiomae import probing
-from modeling_physiomae.analysis import attention_rollout, modality_tuning, rollout_analysis, summarize_rollout
-from modeling_physiomae.evaluation import build_task_classifier
-from modeling_physiomae.model_card import read_card_metadata
+from physiomae.evaluation import probing
+from physiomae.evaluation.analysis import attention_rollout, modality_tuning, rollout_analysis, summarize_rollout
+from physiomae.evaluation.runner import build_task_classifier
+from physiomae.model_card import read_card_metadata
 from helpers import isolated_environment, tiny_config as shared_tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,19 +85,9 @@ def synthetic_windows(num_records: int, windows_per_record: int, seed: int) -> d
 def synthetic_dataset_dict(num_train_records=12, num_test_records=6, windows_per_record=8):
     import datasets
 
-    features = datasets.Features(
-        {
-            "input_values": datasets.Array2D(shape=(13, 3000), dtype="float16"),
-            "channel_mask": datasets.Sequence(datasets.Value("bool"), length=13),
-            "modality_mask": datasets.Sequence(datasets.Value("bool"), length=6),
-            "sleep_stage": datasets.ClassLabel(names=probing.SLEEP_STAGE_NAMES),
-            "arousal": datasets.Value("int8"),
-            "age": datasets.Value("float32"),
-            "sex": datasets.ClassLabel(names=["F", "M"]),
-            "record": datasets.Value("string"),
-            "window": datasets.Value("int32"),
-        }
-    )
+    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_features
+
+    features = make_features(extractor_layout(default_feature_extractor()))  # the builder's own row schema
     return datasets.DatasetDict(
         {
             "probe_train": datasets.Dataset.from_dict(synthetic_windows(num_train_records, windows_per_record, 1), features=features),
@@ -118,7 +108,7 @@ def training_outputs(tmp_path_factory) -> dict[str, Path]:
     """Two fake training outputs in train.py's layout: an early-fusion run and a 2-modality unimodal run.
 
     train.py's reconstruction_eval.json is there for the early-fusion run and the unimodal EEG run, not for ECG."""
-    from modeling_physiomae.hub_export import save_for_hub
+    from physiomae.hub import save_for_hub
 
     root = tmp_path_factory.mktemp("eval-runs")
     early = root / "mae_modality_drop"

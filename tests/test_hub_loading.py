@@ -19,7 +19,7 @@ from modeling_physiomae import (
     PhysioMAEForPreTraining,
     PhysioMAEForSequenceClassification,
 )
-from modeling_physiomae.hub_export import (
+from physiomae.hub import (
     CODE_FILES,
     FEATURE_EXTRACTOR_AUTO_MAP,
     MODEL_AUTO_MAP,

@@ -110,6 +110,113 @@ def test_loss_per_modality_is_nan_where_nothing_hidden():
     assert torch.isclose(output.loss, output.loss_per_modality[[0, 2]].mean())
 
 
+def test_encoder_masks_only_when_asked_and_ids_restore_unshuffles():
+    config = tiny_config()
+    model = PhysioMAEModel(config).eval()
+    batch_size, sequence_length = 4, config.num_modalities * config.num_patches
+    input_values = random_windows(config, batch_size)
+    modality_mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0], [1, 1, 0]], dtype=torch.bool)
+    noise = torch.rand(batch_size, sequence_length, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        plain = model(input_values, modality_mask=modality_mask, output_hidden_states=True)
+        masked = model(
+            input_values, modality_mask=modality_mask, apply_masking=True, noise=noise, dropped_modality="eeg",
+            output_hidden_states=True,
+        )
+    # a plain encoder call (feature extraction, fine-tuning) does not mask
+    assert plain.mask is None and plain.ids_restore is None and plain.dropped_modality is None
+    assert plain.last_hidden_state.shape == (batch_size, sequence_length, config.hidden_size)
+    with pytest.raises(ValueError, match="apply_masking=True"):
+        model(input_values, noise=noise)
+    with pytest.raises(ValueError, match="apply_masking=True"):
+        model(input_values, dropped_modality=0)
+
+    # eeg is dropped where it is present with another modality; of the rest, int(0.3 * n) tokens stay visible
+    assert masked.dropped_modality.tolist() == [0, 0, -1, 0]
+    encoder_modalities = modality_mask & (torch.arange(3)[None] != masked.dropped_modality[:, None])
+    candidates = encoder_modalities.repeat_interleave(config.num_patches, dim=1)
+    visible_counts = [expected_visible(int(count)) for count in candidates.sum(dim=1)]
+    max_visible = max(visible_counts)
+    assert masked.mask.shape == masked.ids_restore.shape == (batch_size, sequence_length)
+    assert masked.last_hidden_state.shape == (batch_size, max_visible, config.hidden_size)
+    assert masked.token_mask.shape == (batch_size, max_visible) and masked.pooler_output is None
+    assert masked.token_mask.sum(dim=1).tolist() == visible_counts
+    assert (masked.last_hidden_state[~masked.token_mask] == 0).all()  # padding rows are zero
+    for sample in range(batch_size):
+        assert sorted(masked.ids_restore[sample].tolist()) == list(range(sequence_length))
+    # token t was visible iff ids_restore[t] < number visible; every other present token is hidden (mask 1)
+    kept = masked.ids_restore < masked.token_mask.sum(dim=1, keepdim=True)
+    token_present = modality_mask.repeat_interleave(config.num_patches, dim=1)
+    assert not (kept & ~candidates).any()
+    assert torch.equal(masked.mask.bool(), token_present & ~kept)
+
+    # ViT-MAE's unshuffle: append filler rows, gather with ids_restore -> every visible token back in its place
+    visible_embeddings = masked.hidden_states[0]  # (batch, max_visible, hidden)
+    filler = torch.zeros(batch_size, sequence_length - max_visible, config.hidden_size)
+    index = masked.ids_restore[:, :, None].expand(-1, -1, config.hidden_size)
+    restored = torch.gather(torch.cat([visible_embeddings, filler], dim=1), 1, index)  # (batch, M * P, hidden)
+    torch.testing.assert_close(restored[kept], plain.hidden_states[0][kept], rtol=0, atol=0)
+    assert (restored[~kept] == 0).all()
+    # and the rows are the noise order: row r is the visible token with the r-th smallest noise
+    for sample in range(batch_size):
+        visible_tokens = kept[sample].nonzero().flatten()
+        by_noise = visible_tokens[noise[sample, visible_tokens].argsort()]
+        rows = masked.token_mask[sample]
+        torch.testing.assert_close(
+            visible_embeddings[sample, rows], plain.hidden_states[0][sample, by_noise], rtol=0, atol=0
+        )
+
+
+@pytest.mark.parametrize("decoder_type", ["in_place", "cross_attention", "bottleneck"])
+def test_pretraining_runs_the_one_encoder_forward(decoder_type):
+    config = tiny_config(decoder_type=decoder_type, modality_dropout_mode="sample", modality_dropout_prob=0.7)
+    pretraining = PhysioMAEForPreTraining(config)
+    encoder = PhysioMAEModel(config)
+    encoder.load_state_dict(pretraining.physiomae.state_dict())
+    input_values = random_windows(config, 6)
+    modality_mask = torch.ones(6, 3, dtype=torch.bool)
+    modality_mask[1, 0] = False
+    calls = []
+    pretraining.physiomae.register_forward_hook(lambda module, args, output: calls.append(type(module).__name__))
+    for mode in ("train", "eval"):
+        pretraining.train(mode == "train")
+        encoder.train(mode == "train")
+        noise = torch.rand(6, 90, generator=torch.Generator().manual_seed(11))
+        with torch.no_grad():
+            full = pretraining(
+                input_values, modality_mask=modality_mask, noise=noise, generator=torch.Generator().manual_seed(3),
+                output_hidden_states=True, output_attentions=True,
+            )
+            alone = encoder(
+                input_values, modality_mask=modality_mask, apply_masking=True, noise=noise,
+                generator=torch.Generator().manual_seed(3), output_hidden_states=True, output_attentions=True,
+            )
+        # the pretraining model's encoder output is exactly PhysioMAEModel's masked forward pass
+        torch.testing.assert_close(full.last_hidden_state, alone.last_hidden_state, rtol=0, atol=0)
+        for name in ("hidden_states", "attentions"):
+            for mine, theirs in zip(getattr(full, name), getattr(alone, name), strict=True):
+                torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+        for name in ("mask", "ids_restore", "dropped_modality"):
+            assert torch.equal(getattr(full, name), getattr(alone, name)), name
+        assert torch.equal(full.visible_token_mask, alone.token_mask)
+    assert (full.dropped_modality == -1).all()  # eval mode: no random modality dropout
+    assert calls == ["PhysioMAEModel", "PhysioMAEModel"]  # one encoder call per forward pass
+
+    # the other heads run the same single encoder forward, unmasked
+    heads = (PhysioMAEForContrastivePreTraining(config), PhysioMAEForSequenceClassification(tiny_config(num_labels=2)))
+    for head in heads:
+        head.physiomae.load_state_dict(encoder.state_dict())
+        head.eval()
+        calls.clear()
+        head.physiomae.register_forward_hook(lambda module, args, output: calls.append(output))
+        with torch.no_grad():
+            head(input_values, modality_mask=modality_mask)
+            if isinstance(head, PhysioMAEForSequenceClassification):
+                reference = encoder.eval()(input_values, modality_mask=modality_mask)
+                torch.testing.assert_close(calls[0].pooler_output, reference.pooler_output, rtol=0, atol=0)
+        assert len(calls) == 1 and calls[0].mask is None
+
+
 # ---------------------------------------------------------------------------------------------- modality dropout
 @pytest.mark.parametrize("decoder_type", ["in_place", "cross_attention", "bottleneck"])
 def test_dropped_modality_is_invisible_to_the_encoder_and_fully_scored(decoder_type):
@@ -213,6 +320,45 @@ def test_gradients_reach_every_tokenizer_and_decoder(decoder_type):
     for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
         assert tokenizer.spectral_projection.weight.grad.abs().sum() > 0, f"spectral projection {index}"
     assert model.physiomae.embeddings.modality_embeddings.grad.abs().sum(dim=1).gt(0).all()
+
+
+def test_gradient_checkpointing_recomputes_layers_and_keeps_gradients():
+    config = tiny_config(decoder_type="in_place", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    model = PhysioMAEForPreTraining(config).train()
+    if not model.supports_gradient_checkpointing:
+        pytest.skip("transformers without GradientCheckpointingLayer (< 4.52)")
+    input_values = random_windows(config, 3)
+
+    def loss_and_gradients():
+        model.zero_grad(set_to_none=True)
+        forward_calls = []
+        hook = model.physiomae.encoder.layers[0].mlp.register_forward_hook(lambda *args: forward_calls.append(1))
+        torch.manual_seed(0)  # dropout; checkpointing replays it with the same random state
+        loss = model(input_values, generator=torch.Generator().manual_seed(1)).loss
+        loss.backward()
+        hook.remove()
+        gradients = {
+            name: parameter.grad.clone() for name, parameter in model.named_parameters() if parameter.grad is not None
+        }
+        return loss.detach(), gradients, len(forward_calls)
+
+    plain_loss, plain_gradients, plain_calls = loss_and_gradients()
+    # transformers >= 5.24 renamed gradient_checkpointing_* to activation_checkpointing_* (old names still work)
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+    enable()
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+    layers = [module for module in model.modules() if type(module).__name__ == "PhysioMAELayer"]
+    assert len(layers) == config.num_hidden_layers + config.decoder_num_hidden_layers
+    assert all(layer.gradient_checkpointing for layer in layers)
+    checkpointed_loss, checkpointed_gradients, checkpointed_calls = loss_and_gradients()
+    assert (plain_calls, checkpointed_calls) == (1, 2)  # the layer ran again in the backward pass
+    torch.testing.assert_close(checkpointed_loss, plain_loss, rtol=0, atol=0)
+    assert checkpointed_gradients.keys() == plain_gradients.keys()
+    for name, gradient in plain_gradients.items():
+        torch.testing.assert_close(checkpointed_gradients[name], gradient, rtol=1e-5, atol=1e-7, msg=name)
+    disable()
+    assert not any(layer.gradient_checkpointing for layer in layers)
 
 
 def test_outputs_are_deterministic_given_generator_or_noise():

@@ -401,11 +401,11 @@ def test_stage_features_change_gradually_and_subjects_and_artefacts_vary(night_r
 
 
 def band_power_staging_balanced_accuracy(cohort_dir, test_records):
-    """Balanced accuracy of the band-power baseline (modeling_physiomae.probing: log band powers per channel,
+    """Balanced accuracy of the band-power baseline (physiomae.evaluation.probing: log band powers per channel,
     StandardScaler + logistic regression, C by grouped CV) staging `test_records` after fitting on the others.
     Windows come from the dataset builder's per-record path (read, label, preprocess, cut)."""
     from dataset_scripts import physionet2018
-    from modeling_physiomae import probing
+    from physiomae.evaluation import probing
 
     extractor = physionet2018.default_feature_extractor()
     layout = physionet2018.extractor_layout(extractor)

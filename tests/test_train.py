@@ -25,20 +25,12 @@ def synthetic_windows(num_windows: int, seed: int) -> np.ndarray:
 
 
 def write_tiny_dataset(path, num_pretrain: int = 48, num_probe: int = 8, seed: int = 0, nan_window: int | None = None):
-    """A DatasetDict with the builder's schema (pretrain / probe_train / probe_test) saved with save_to_disk."""
+    """A DatasetDict in the builder's row schema (physionet2018.make_features) (pretrain / probe_train / probe_test) saved with save_to_disk."""
     import datasets
 
-    features = datasets.Features({
-        "input_values": datasets.Array2D(shape=(NUM_CHANNELS, WINDOW_LENGTH), dtype="float16"),
-        "channel_mask": datasets.Sequence(datasets.Value("bool"), length=NUM_CHANNELS),
-        "modality_mask": datasets.Sequence(datasets.Value("bool"), length=6),
-        "sleep_stage": datasets.ClassLabel(names=["W", "N1", "N2", "N3", "REM"]),
-        "arousal": datasets.Value("int8"),
-        "age": datasets.Value("float32"),
-        "sex": datasets.ClassLabel(names=["F", "M"]),
-        "record": datasets.Value("string"),
-        "window": datasets.Value("int32"),
-    })
+    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_features
+
+    features = make_features(extractor_layout(default_feature_extractor()))  # the builder's own row schema
 
     def split(prefix: str, count: int, split_seed: int):
         windows = synthetic_windows(count, split_seed)

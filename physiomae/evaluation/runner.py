@@ -36,7 +36,7 @@ import torch
 
 from . import probing
 from .analysis import modality_tuning, plot_block_matrix, plot_modality_tuning, rollout_analysis
-from .model_card import ModelCardInputs, TaskCardResult, render_model_card
+from ..model_card import ModelCardInputs, TaskCardResult, render_model_card
 
 logger = logging.getLogger("physiomae.eval")
 
@@ -212,7 +212,7 @@ def read_reconstruction_eval(variant: EncoderVariant) -> dict | None:
 
 def load_encoder(folder: Path, device: str = "cpu"):
     """`PhysioMAEModel` from any saved PhysioMAE folder (encoder, pretraining, contrastive, classifier)."""
-    from .modeling_physiomae import PhysioMAEModel
+    from modeling_physiomae.modeling_physiomae import PhysioMAEModel
 
     from transformers.utils import logging as transformers_logging
 
@@ -720,7 +720,7 @@ def run_analyses(encoder, data: ProbeData, output_folder: Path, name: str, num_w
 # ----------------------------------------------------------------------------------------------- classifiers
 def build_task_classifier(encoder, probe: probing.FittedProbe, task: probing.ProbeTask):
     """`PhysioMAEForSequenceClassification` = the encoder's weights + the probe folded into `classifier`."""
-    from .modeling_physiomae import PhysioMAEForSequenceClassification
+    from modeling_physiomae.modeling_physiomae import PhysioMAEForSequenceClassification
 
     config = encoder.config.__class__.from_dict(encoder.config.to_dict())
     config.num_labels = task.num_classes
@@ -752,7 +752,7 @@ def classifier_logits(classifier, input_values: np.ndarray, channel_mask: np.nda
 
 def load_feature_extractor(folder: Path):
     """The encoder folder's saved feature extractor, or None (then `save_for_hub` builds one for the config)."""
-    from .feature_extraction_physiomae import PhysioMAEFeatureExtractor
+    from modeling_physiomae.feature_extraction_physiomae import PhysioMAEFeatureExtractor
 
     if (folder / "preprocessor_config.json").is_file():
         return PhysioMAEFeatureExtractor.from_pretrained(str(folder))
@@ -810,7 +810,7 @@ def export_task_classifiers(
     The folded head is checked before saving: its logits on the first `num_check_windows` probe-test windows
     must equal the probe's decision function on the same windows' embeddings (max abs difference recorded).
     """
-    from .hub_export import save_for_hub
+    from ..hub import save_for_hub
 
     exported = {}
     check_input_values, check_channel_mask = next(probing.iterate_signal_batches(data.test_split, num_check_windows))

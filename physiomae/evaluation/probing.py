@@ -16,7 +16,6 @@ Pipeline, per task:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .configuration_physiomae import DEFAULT_MODALITIES
+from dataset_scripts.labels import STAGE_NAMES
+from dataset_scripts.physionet2018 import record_split_position
+from modeling_physiomae.configuration_physiomae import DEFAULT_MODALITIES
 
 # The channel order of the dataset builder's `input_values` (13 channels, 6 modalities).
 DATASET_MODALITIES: dict[str, list[str]] = {name: list(channels) for name, channels in DEFAULT_MODALITIES.items()}
@@ -42,7 +43,7 @@ DATASET_MODALITY_NAMES: list[str] = list(DATASET_MODALITIES)
 # Binary age task: "older" means age >= this many years (the cohort's mean age is about 55; 60 is a common
 # clinical cut-off for "older adult" and splits the PhysioNet 2018 cohort into two groups of similar size).
 AGE_THRESHOLD_YEARS = 60.0
-SLEEP_STAGE_NAMES = ["W", "N1", "N2", "N3", "REM"]
+SLEEP_STAGE_NAMES = list(STAGE_NAMES)  # the builder's ClassLabel names (dataset_scripts.labels)
 
 DEFAULT_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
@@ -150,9 +151,9 @@ def iterate_signal_batches(split, batch_size: int) -> Iterator[tuple[np.ndarray,
 
 
 def record_split_is_test(record: str, test_fraction: float = 0.22) -> bool:
-    """Deterministic split by record name: sha1 of the name, as a fraction of 2**160, below `test_fraction`."""
-    digest = int(hashlib.sha1(record.encode("utf-8")).hexdigest(), 16)
-    return digest / float(1 << 160) < test_fraction
+    """Deterministic split by record name, the builder's (`physionet2018.record_split_position`): the record is
+    in the test share when the position of sha1(name) in the hash range is below `test_fraction`."""
+    return record_split_position(record) < test_fraction
 
 
 # ----------------------------------------------------------------------------------------------- channel mapping

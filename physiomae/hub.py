@@ -20,7 +20,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+import modeling_physiomae
+
+PACKAGE_DIR = Path(modeling_physiomae.__file__).resolve().parent  # the Hub copy of the model
 
 CODE_FILES = ("configuration_physiomae.py", "modeling_physiomae.py", "feature_extraction_physiomae.py")
 
@@ -38,7 +40,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json"
 
 def _default_feature_extractor(config):
     """The feature extractor matching the model's channels, sampling rate and window."""
-    from .feature_extraction_physiomae import PhysioMAEFeatureExtractor
+    from modeling_physiomae.feature_extraction_physiomae import PhysioMAEFeatureExtractor
 
     return PhysioMAEFeatureExtractor.from_config(config)
 

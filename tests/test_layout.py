@@ -1,0 +1,82 @@
+"""The package layout: the Hub copy imports nothing else of ours, and no import among our modules runs in a circle."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUR_PACKAGES = ("modeling_physiomae", "dataset_scripts", "physiomae")
+SCRIPTS = ("train", "eval", "run_experiment", "finetune")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def our_modules() -> dict[str, Path]:
+    modules = {module_name(path): path for package in OUR_PACKAGES for path in (ROOT / package).rglob("*.py")}
+    modules.update({name: ROOT / f"{name}.py" for name in SCRIPTS})
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """Our modules that `path` imports anywhere (top level or inside functions), resolved to module names."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = our_modules()
+    return {name: imported_modules(name, path, set(modules)) for name, path in modules.items()}
+
+
+def test_hub_copy_imports_nothing_else_of_ours():
+    graph = import_graph()
+    for name, imports in graph.items():
+        if name.startswith("modeling_physiomae"):
+            outside = sorted(target for target in imports if not target.startswith("modeling_physiomae"))
+            assert not outside, f"{name} (the Hub copy) imports {outside}"
+
+
+def test_no_import_cycles_and_nothing_imports_a_script_or_test():
+    graph = import_graph()
+    for name, imports in graph.items():
+        scripts = sorted(set(imports) & set(SCRIPTS))
+        if name not in SCRIPTS:
+            assert not scripts, f"library module {name} imports script(s) {scripts}"
+    state: dict[str, str] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            assert state.get(target) != "open", f"import cycle: {' -> '.join(trail + [node, target])}"
+            if target not in state:
+                visit(target, trail + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "from tests" not in text and "import tests" not in text, f"{path.name} imports test code"
