@@ -27,7 +27,8 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEForSequenceClassification
 from physiomae.evaluation import probing
-from physiomae.evaluation.runner import discover_variants, load_probe_data, load_real_segments, write_json_atomic, write_text_atomic
+from physiomae.io import atomic_write_json, atomic_write_text
+from physiomae.evaluation.runner import discover_variants, load_probe_data, load_real_segments
 
 logger = logging.getLogger("physiomae.finetune")
 
@@ -165,8 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
                 entry["pretrained"]["summary"]["balanced_accuracy"]["mean"] - entry["random_init"]["summary"]["balanced_accuracy"]["mean"]
             )
             results["variants"][variant.name] = entry
-    write_json_atomic(output_dir / "finetune.json", results)
-    write_text_atomic(output_dir / "finetune.md", markdown(results))
+    atomic_write_json(output_dir / "finetune.json", results)
+    atomic_write_text(output_dir / "finetune.md", markdown(results))
     print(markdown(results))
     return results
 

@@ -86,6 +86,8 @@ from typing import Any, Iterator, Literal, Optional
 import numpy as np
 import torch
 
+from physiomae.io import atomic_write_json
+
 logger = logging.getLogger("physiomae.train")
 
 STRATEGIES = (
@@ -866,15 +868,6 @@ def resolve_resume_path(resume: str | None, checkpoints_dir: Path) -> Path | Non
     return path
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 # ----------------------------------------------------------------------------------------- the run
 @dataclass
 class RunPaths:
@@ -1029,7 +1022,7 @@ class PretrainingRun:
         )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            write_json_atomic(temporary / TRAINER_STATE_NAME, {
+            atomic_write_json(temporary / TRAINER_STATE_NAME, {
                 "global_step": self.global_step,
                 "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch,
@@ -1172,7 +1165,7 @@ class PretrainingRun:
             return
         evaluation = self.data.reconstruction_eval
         config = self.config
-        write_json_atomic(self.paths.run_dir / RECONSTRUCTION_EVAL_NAME, {
+        atomic_write_json(self.paths.run_dir / RECONSTRUCTION_EVAL_NAME, {
             **result,
             "definition": "per modality: sum over the hidden patches of the held-out windows of the weighted squared "
                           "error of the standardised target, divided by the same sum for predicting the training mean "
@@ -1634,7 +1627,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Pre
     all_arguments = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
                      **dataclasses.asdict(training_args)}
     if accelerator.is_main_process:
-        write_json_atomic(output_dir / "run_args.json", {
+        atomic_write_json(output_dir / "run_args.json", {
             "arguments": redact(all_arguments),
             "command": sys.argv,
             "num_processes": accelerator.num_processes,
@@ -1746,7 +1739,7 @@ def gather_unimodal_reconstruction_evals(output_dir: Path, modalities: list[str]
         return
     per_modality = {modality: run["relative_reconstruction_error"].get(modality) for modality, run in runs.items()}
     present = [value for value in per_modality.values() if value is not None]
-    write_json_atomic(output_dir / RECONSTRUCTION_EVAL_NAME, {
+    atomic_write_json(output_dir / RECONSTRUCTION_EVAL_NAME, {
         "strategy": "mae_unimodal",
         "relative_reconstruction_error": per_modality,  # each modality from its own single-modality model
         "relative_reconstruction_error_mean": sum(present) / len(present) if present else None,

@@ -64,6 +64,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEForPreTraining, PhysioMAEModel  # noqa: E402
+from physiomae.io import atomic_write_json  # noqa: E402
 
 CONFIG_FILES = {"tiny": "configs/tiny.yaml", "base": "configs/base.yaml"}
 EMBEDDING_BATCH_SIZE = 64
@@ -557,13 +558,6 @@ def markdown_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(temporary, path)
-
-
 # ----------------------------------------------------------------------------------------- main
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -722,7 +716,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for key, table in report["profiles"].items():
         print(f"--- profile {key}\n{table}")
     if arguments.out:
-        write_json_atomic(arguments.out, report)
+        atomic_write_json(arguments.out, report)
     if arguments.markdown:
         arguments.markdown.parent.mkdir(parents=True, exist_ok=True)
         temporary = arguments.markdown.with_name(arguments.markdown.name + ".tmp")

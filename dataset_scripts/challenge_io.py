@@ -44,6 +44,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from physiomae.io import atomic_path, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-used here)
+
 STAGE_NAMES = ("W", "N1", "N2", "N3", "R")
 """Stage aux texts of the challenge annotations."""
 
@@ -114,37 +116,7 @@ class RecordPaths:
 # --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``final_path``; on success move it into place atomically."""
-    final_path = Path(final_path)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    file_descriptor, temporary_name = tempfile.mkstemp(
-        prefix=f".{final_path.name}.", suffix=".tmp", dir=final_path.parent
-    )
-    os.close(file_descriptor)
-    temporary_path = Path(temporary_name)
-    try:
-        yield temporary_path
-        os.chmod(temporary_path, 0o644)  # mkstemp creates 0600; data files are world-readable
-        os.replace(temporary_path, final_path)
-    finally:
-        if temporary_path.exists():
-            temporary_path.unlink()
-
-
-def atomic_write_bytes(final_path: str | os.PathLike, payload: bytes) -> Path:
-    """Write ``payload`` to ``final_path`` atomically and return the path."""
-    with atomic_path(final_path) as temporary_path:
-        with open(temporary_path, "wb") as handle:
-            handle.write(payload)
-    return Path(final_path)
-
-
-def atomic_write_text(final_path: str | os.PathLike, text: str, line_end: str = "\n") -> Path:
-    """Write ``text`` (lines joined by ``\\n``) with the given line end, atomically."""
-    payload = text.replace("\r\n", "\n").replace("\n", line_end).encode("ascii")
-    return atomic_write_bytes(final_path, payload)
+# atomic_path, atomic_write_bytes, atomic_write_text: physiomae.io (imported above)
 
 
 # --------------------------------------------------------------------------------------------

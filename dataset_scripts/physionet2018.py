@@ -80,7 +80,6 @@ import os
 import shutil
 import struct
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,6 +89,7 @@ import datasets
 import numpy as np
 
 from dataset_scripts import labels as label_tools
+from physiomae.io import atomic_write_json
 
 
 BUILDER_VERSION = "1.0.0"
@@ -108,32 +108,6 @@ class RecordReadError(ValueError):
 # ----------------------------------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON to `path` via a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=1, sort_keys=False, default=_json_default)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
 
 
 def assign_split(record_name: str, labelled: bool, probe_test_fraction: float = PROBE_TEST_FRACTION) -> str:
@@ -743,7 +717,7 @@ class PhysioNet2018(datasets.GeneratorBasedBuilder):
                 result = RecordWindows(rows=[], report=_skipped_record_report(record, error))
             for row in result.rows:
                 yield f"{record.name}/{row['window']}", row
-            write_json_atomically(Path(fragments_dir) / f"{record.name}.json", result.report)
+            atomic_write_json(Path(fragments_dir) / f"{record.name}.json", result.report)
 
     def download_and_prepare(self, *args, **kwargs):
         """`datasets`' preparation, then the per-record reports are merged into `build_report.json`."""
@@ -766,7 +740,7 @@ class PhysioNet2018(datasets.GeneratorBasedBuilder):
                     "row_counts": {name: split.num_examples for name, split in (self.info.splits or {}).items()},
                 },
             )
-            write_json_atomically(report_path, report)
+            atomic_write_json(report_path, report)
             shutil.rmtree(self._fragments_dir, ignore_errors=True)
             self._build_report = report
         elif os.path.isfile(report_path):
@@ -948,8 +922,8 @@ def build_to_folder(
         shutil.rmtree(output / "parquet", ignore_errors=True)
         os.replace(parquet_staging, output / "parquet")
     report = builder.build_report
-    write_json_atomically(output / REPORT_FILE_NAME, report)
-    write_json_atomically(output / "dataset" / REPORT_FILE_NAME, report)  # travels with the saved dataset
+    atomic_write_json(output / REPORT_FILE_NAME, report)
+    atomic_write_json(output / "dataset" / REPORT_FILE_NAME, report)  # travels with the saved dataset
     del dataset_dict
     if not keep_cache:
         shutil.rmtree(cache_dir, ignore_errors=True)

@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..io import atomic_write_json, atomic_write_text
 from . import probing
 from .analysis import modality_tuning, plot_block_matrix, plot_modality_tuning, rollout_analysis
 from ..model_card import ModelCardInputs, TaskCardResult, render_model_card
@@ -50,49 +51,6 @@ SUBJECT_IDENTITY_NOTE = (
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def write_json_atomic(path: Path, payload) -> None:
-    """Write JSON to a temporary file next to `path`, then replace `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(_finite_or_none(payload), stream, indent=2, default=_json_default, allow_nan=False)
-        stream.write("\n")
-    os.replace(temporary, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-
-
-def _finite_or_none(value):
-    """Strict JSON: NaN / inf (undefined metrics) become null."""
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _finite_or_none(value.tolist())
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def safe_name(name: str) -> str:
     return "".join(character if character.isalnum() or character in "-_." else "-" for character in name)
 
@@ -319,7 +277,6 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
     `test_fraction` of the segments in probe-test. Skipped segments are reported with the builder's reason.
     `limit` keeps that many segments, evenly spaced over the record list.
     """
-    import tempfile
 
     import datasets
 
@@ -978,16 +935,16 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
         "exported_classifiers": exports,
         "runtime_seconds": round(time.time() - started, 1),
     }
-    write_json_atomic(output_dir / "results.json", results)
-    write_json_atomic(output_dir / "comparison.json", [
+    atomic_write_json(output_dir / "results.json", results)
+    atomic_write_json(output_dir / "comparison.json", [
         {"rank": rank, "name": row["name"], "strategy": row["strategy"], "aggregate": row["aggregate"],
          **{f"{task}.{metric}": row["tasks"][task]["metrics"].get(metric) for task in row["tasks"] for metric in row["tasks"][task]["metrics"]},
          **{f"{task}.{metric}.ci95": row["tasks"][task]["intervals"].get(metric) for task in row["tasks"] for metric in row["tasks"][task]["intervals"]},
          **reconstruction_columns(row)}
         for rank, row in enumerate(rows, start=1)
     ])
-    write_text_atomic(output_dir / "comparison.md", comparison_markdown(rows, tasks, skipped, data.notes))
+    atomic_write_text(output_dir / "comparison.md", comparison_markdown(rows, tasks, skipped, data.notes))
     if settings.robustness:
-        write_text_atomic(output_dir / "robustness.md", robustness_markdown(rows, tasks))
+        atomic_write_text(output_dir / "robustness.md", robustness_markdown(rows, tasks))
     logger.info("evaluation done in %.1f s -> %s", results["runtime_seconds"], output_dir)
     return results
