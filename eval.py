@@ -99,5 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-if __name__ == "__main__":
+def cli() -> int:
+    """Console-script entry point (`physiomae-eval`): exit status 0 on success."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,5 +173,11 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-if __name__ == "__main__":
+def cli() -> int:
+    """Console-script entry point (`physiomae-finetune`): exit status 0 on success."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
+from physiomae.arguments import read_yaml_mapping, resolve_config
 
 STRATEGIES = ["mae_modality_drop", "mae", "mae_unimodal", "contrastive_pairwise", "contrastive_loo", "random_init"]
 
@@ -56,7 +56,7 @@ class ExperimentSettings:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "ExperimentSettings":
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = read_yaml_mapping(path)
         known = {item.name for item in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -145,7 +145,7 @@ def pretrain_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path)
             continue
         run_step(
             f"pretraining {strategy}",
-            launcher + ["train.py", settings.train_config, "--strategy", strategy,
+            launcher + ["-m", "train", resolve_config(settings.train_config), "--strategy", strategy,
                         "--dataset_dir", str(data_dir), "--output_dir", str(run_dir),
                         "--mixed_precision", settings.mixed_precision, *settings.train_args],
             env,
@@ -158,7 +158,7 @@ def evaluate_all(settings: ExperimentSettings, data_dir: Path, run_dirs: list[Pa
     data = ["--real_segments_dir", settings.real_segments_dir] if settings.real_segments_dir else ["--dataset_dir", str(data_dir)]
     run_step(
         "evaluation",
-        [sys.executable, "eval.py", settings.eval_config, *data,
+        [sys.executable, "-m", "eval", resolve_config(settings.eval_config), *data,
          "--checkpoints", *map(str, run_dirs), "--output_dir", str(eval_dir), *settings.eval_args],
     )
     return eval_dir
@@ -172,7 +172,7 @@ def finetune_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path)
     data = ["--real_segments_dir", settings.real_segments_dir] if settings.real_segments_dir else ["--dataset_dir", str(data_dir)]
     run_step(
         "fine-tuning",
-        [sys.executable, "finetune.py", *data, "--checkpoints",
+        [sys.executable, "-m", "finetune", *data, "--checkpoints",
          *(str(output_dir / "runs" / strategy) for strategy in settings.finetune_strategies),
          "--output_dir", str(finetune_dir), *settings.finetune_args],
     )
@@ -194,7 +194,7 @@ def print_summary(output_dir: Path, data_dir: Path, run_dirs: list[Path], eval_d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="experiment YAML (see configs/demo.yaml)")
+    parser.add_argument("config", help="experiment YAML, a path or a packaged config's name (demo, real_segments, ...)")
     parser.add_argument("--output_dir", help="overrides the YAML's output_dir")
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, help="overrides the YAML's strategies")
     arguments = parser.parse_args(argv)

@@ -1413,51 +1413,29 @@ STRATEGY_SUMMARIES = {
 
 
 def build_readme(model, strategy: str, training_args: PretrainingArguments, extra: dict[str, Any]) -> str:
-    """README rendered from model_card.md (physiomae.model_card) when available, else a minimal card."""
+    """README rendered from the packaged model card template (model_card.md, physiomae.model_card)."""
+    from physiomae.model_card import ModelCardInputs, render_model_card
+
     config = model.config
     repo_id = training_args.hub_model_id or f"physiomae-{strategy}"
     modality_text = ", ".join(f"{name} ({len(channels)} ch)" for name, channels in config.modalities.items())
     facts = "; ".join(f"{key}: {value}" for key, value in extra.items())
     summary = (f"{STRATEGY_SUMMARIES.get(strategy, strategy)} Modalities: {modality_text}. Encoder: hidden "
                f"{config.hidden_size}, {config.num_hidden_layers} layers, {config.num_attention_heads} heads.")
-    try:
-        from physiomae.model_card import ModelCardInputs, render_model_card
-
-        inputs = ModelCardInputs(
-            model_name=f"PhysioMAE ({strategy})",
-            repo_id=repo_id,
-            summary=summary,
-            intended_use="Frozen feature extraction (pooled window embeddings) for linear probes on sleep staging, "
-                         "arousal detection and age, and for fine-tuning.",
-            training_data=f"Pretrained with `train.py --strategy {strategy}` on the unlabelled split of the "
-                          f"PhysioNet/CinC 2018 layout ({facts}).",
-            data_limitations="Pretraining data: one cohort (PhysioNet/CinC 2018) or its synthetic stand-in; other "
-                             "montages and sites are untested.",
-            age_definition="see eval.py (binary split at a documented threshold)",
-            auto_class="AutoModel",
-        )
-        return render_model_card(inputs, [])
-    except Exception as error:  # the card is documentation: never lose the export over it
-        logger.warning("rendering model_card.md failed (%s: %s); writing a minimal README", type(error).__name__, error)
-    lines = [
-        "---",
-        "library_name: transformers",
-        "tags: [physiomae, polysomnography, sleep, masked-autoencoder, custom_code]",
-        "---",
-        "",
-        f"# PhysioMAE ({strategy})",
-        "",
-        summary,
-        "",
-        "```python",
-        "from transformers import AutoModel, AutoFeatureExtractor",
-        f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)',
-        f'feature_extractor = AutoFeatureExtractor.from_pretrained("{repo_id}", trust_remote_code=True)',
-        "```",
-        "",
-    ]
-    lines += [f"- {key}: {value}" for key, value in extra.items()]
-    return "\n".join(lines) + "\n"
+    inputs = ModelCardInputs(
+        model_name=f"PhysioMAE ({strategy})",
+        repo_id=repo_id,
+        summary=summary,
+        intended_use="Frozen feature extraction (pooled window embeddings) for linear probes on sleep staging, "
+                     "arousal detection and age, and for fine-tuning.",
+        training_data=f"Pretrained with `train.py --strategy {strategy}` on the unlabelled split of the "
+                      f"PhysioNet/CinC 2018 layout ({facts}).",
+        data_limitations="Pretraining data: one cohort (PhysioNet/CinC 2018) or its synthetic stand-in; other "
+                         "montages and sites are untested.",
+        age_definition="see eval.py (binary split at a documented threshold)",
+        auto_class="AutoModel",
+    )
+    return render_model_card(inputs, [])
 
 
 def export_model(model, folder: Path, strategy: str, training_args: PretrainingArguments, dataset_dir: Path | None,

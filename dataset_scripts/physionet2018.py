@@ -947,7 +947,9 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--keep_cache", action="store_true", help="keep the datasets cache in OUTPUT/cache")
     verify = commands.add_parser("verify", help="check files against the official SHA1SUMS")
     verify.add_argument("--data_dir", required=True)
-    verify.add_argument("--sums_dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/physionet2018-labels"))
+    verify.add_argument("--sums_dir", default=None,
+                        help="folder holding training_SHA1SUMS and test_SHA1SUMS (default: --data_dir, where a "
+                             "PhysioNet download keeps them)")
     verify.add_argument("--present_only", action="store_true", help="check only records that were downloaded")
     arguments = parser.parse_args(argv)
 
@@ -965,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
             print(parquet_load_snippet(arguments.output_dir, list(report["splits"])))
         return 0
 
-    result = verify_download(arguments.data_dir, arguments.sums_dir, arguments.present_only)
+    result = verify_download(arguments.data_dir, arguments.sums_dir or arguments.data_dir, arguments.present_only)
     for name in result.missing:
         print(f"MISSING   {name}")
     for entry in result.corrupted:

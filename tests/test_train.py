@@ -180,7 +180,10 @@ def test_strategy_trains_and_loss_falls(strategy, tiny_dataset, tmp_path):
             assert all(value is None or value > 0 for value in modality_losses.values())
     for name, folder in exports.items():
         config = json.loads((folder / "config.json").read_text())
-        assert "AutoModel" in config["auto_map"] and (folder / "README.md").is_file()
+        assert "AutoModel" in config["auto_map"]
+        card = (folder / "README.md").read_text()  # model_card.md rendered: its sections, no placeholder left
+        assert "## Intended use" in card and "## Training data" in card and "{{" not in card
+        assert f"train.py --strategy {strategy}" in card
         if strategy == "mae_unimodal":
             assert list(config["modalities"]) == [name]
         if strategy.startswith("contrastive"):

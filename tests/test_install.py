@@ -1,0 +1,76 @@
+"""A real non-editable install: the wheel into a fresh venv, then the console scripts from a folder outside the
+checkout (tiny build, a few training steps, eval with classifier export). The fresh venv reuses the test venv's
+third-party packages through a path entry (no network), but our packages come only from the wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUR_TOP_LEVEL = ("modeling_physiomae", "physiomae", "dataset_scripts", "train", "eval", "run_experiment", "finetune")
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
+    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert completed.returncode == 0, f"{command} failed ({completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-5000:]}"
+    return completed.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    work = tmp_path_factory.mktemp("install")
+    wheel_dir = work / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir),
+                    str(ROOT)], check=True, capture_output=True, timeout=600)
+    wheel = next(wheel_dir.glob("physiomae-*.whl"))
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    venv_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                    check=True, capture_output=True, text=True).stdout.strip())
+    # Third-party packages from the test venv; a plain path entry, so its editable-install hooks are not run.
+    (venv_site / "test-venv-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
+                   capture_output=True, timeout=600)
+    outside = work / "elsewhere"
+    outside.mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH",)}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(work / "hf_home"), OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
+               PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    return venv, outside, env
+
+
+def test_our_packages_come_from_the_wheel(installed):
+    venv, outside, env = installed
+    code = "import importlib, json; print(json.dumps({n: importlib.import_module(n).__file__ for n in %r}))" % (OUR_TOP_LEVEL,)
+    locations = json.loads(run([str(venv / "bin" / "python"), "-c", code], outside, env))
+    for name, location in locations.items():
+        assert str(ROOT) not in location and str(venv) in location, f"{name} imported from {location}, not the wheel"
+
+
+def test_console_scripts_build_train_eval_from_outside_the_checkout(installed):
+    venv, outside, env = installed
+    python = str(venv / "bin" / "python")
+    run([python, "-m", "dataset_scripts.synthetic_psg", "--out", "cohort", "--train", "4", "--test", "2", "--hours", "0.1",
+         "--quiet"], outside, env)
+    run(["physiomae-build", "build", "--data_dir", "cohort", "--output_dir", "data"], outside, env)
+    run(["physiomae-train", "tiny", "--dataset_dir", "data", "--output_dir", "run", "--max_steps", "3",
+         "--per_device_batch_size", "4", "--save_steps", "0", "--logging_steps", "1", "--report_to", "none",
+         "--disable_tqdm", "--reconstruction_eval_fraction", "0"], outside, env)
+    assert (outside / "run" / "export" / "README.md").is_file()
+    card = (outside / "run" / "export" / "README.md").read_text()
+    assert "## Intended use" in card and "## Limitations" in card and "{{" not in card, "the export card is not the packaged model_card.md rendered"
+    run(["physiomae-eval", "eval_tiny", "--dataset_dir", "data", "--checkpoints", "run", "--output_dir", "eval",
+         "--tasks", "sleep_staging", "--bootstrap_resamples", "0", "--robustness", "false", "--analyses", "false",
+         "--cv_folds", "2"], outside, env)
+    assert (outside / "eval" / "comparison.md").is_file()
+    exported = sorted(path.name for path in (outside / "eval").rglob("config.json"))
+    assert exported, "eval exported no classifier"
