@@ -1378,6 +1378,12 @@ class PhysioMAEForSequenceClassification(PhysioMAEPreTrainedModel):
         if self.config.problem_type == "single_label_classification":
             targets = labels.reshape(-1).long()
             targets = targets.masked_fill(targets < 0, -100)
+            if bool((targets >= self.num_labels).any()):  # one sync; a CUDA device assert would name nothing
+                bad = sorted(set(targets[targets >= self.num_labels].tolist()))
+                raise ValueError(
+                    f"labels {bad} are outside the classifier's {self.num_labels} classes (0..{self.num_labels - 1}; "
+                    f"negative labels are ignored); set num_labels / id2label in the config to match the data"
+                )
             return F.cross_entropy(logits.reshape(-1, self.num_labels), targets, ignore_index=-100)
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 

@@ -439,3 +439,13 @@ def test_real_segment_mode_reports_the_baseline(real_segments_dir, training_outp
     assert baseline["tasks"]["sleep_staging"]["metrics"]["balanced_accuracy"] > 0.3
     assert "spo2" in results["data"]["modalities_absent_from_probe_test"]
     assert "subject" in (tmp_path / "comparison.md").read_text()
+
+
+def test_eval_refuses_a_model_folder_that_is_not_physiomae(tmp_path):
+    from physiomae.evaluation.runner import discover_variants
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert", "hidden_size": 8}')
+    with pytest.raises(ValueError, match=r"holds a 'bert' model, not a PhysioMAE one"):
+        discover_variants(folder)

@@ -717,3 +717,14 @@ def test_bottleneck_decoders_see_only_the_pooled_modality_embeddings():
         flat = model(input_values, noise=noise)
     assert not torch.allclose(output.predicted_targets[0][:, 0], output.predicted_targets[0][:, 1])
     torch.testing.assert_close(flat.predicted_targets[0][:, 0], flat.predicted_targets[0][:, 1])
+
+
+def test_classifier_labels_outside_num_labels_are_a_clear_error():
+    from modeling_physiomae import PhysioMAEForSequenceClassification
+
+    config = tiny_config(num_labels=5)
+    model = PhysioMAEForSequenceClassification(config).eval()
+    values = torch.randn(2, len(config.channel_names), config.window_length)
+    model(values, labels=torch.tensor([0, -1]))  # negative labels are ignored, not an error
+    with pytest.raises(ValueError, match=r"labels \[7\] are outside the classifier's 5 classes"):
+        model(values, labels=torch.tensor([7, 2]))

@@ -88,7 +88,18 @@ def read_strategy(run_args_path: Path) -> str:
 
 
 def _is_model_folder(folder: Path) -> bool:
-    return (folder / "config.json").is_file()
+    """A saved model folder (config.json); a model of another type is refused, naming the folder and type."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        return False
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{config_path}: unreadable config ({error})") from None
+    if model_type != "physiomae":
+        raise ValueError(f"{folder} holds a {model_type!r} model, not a PhysioMAE one (config.json model_type); "
+                         f"eval.py probes PhysioMAE encoders only")
+    return True
 
 
 def discover_variants(checkpoint: str | Path) -> list[EncoderVariant]:
@@ -177,9 +188,13 @@ def load_encoder(folder: Path, device: str = "cpu"):
     previous = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # a pretraining folder's decoder weights are expected extras
     try:
-        model = PhysioMAEModel.from_pretrained(str(folder))
+        model, loading_info = PhysioMAEModel.from_pretrained(str(folder), output_loading_info=True)
     finally:
         transformers_logging.set_verbosity(previous)
+    if loading_info["missing_keys"]:  # scoring a randomly initialised encoder would be a silent wrong result
+        missing = sorted(loading_info["missing_keys"])
+        raise ValueError(f"{folder}: the saved weights lack {len(missing)} encoder tensor(s) (e.g. {missing[:3]}); "
+                         f"not a PhysioMAE encoder checkpoint")
     return model.to(device).eval()
 
 
