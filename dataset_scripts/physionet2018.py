@@ -273,9 +273,16 @@ def _read_header(header_path: Path):
     import wfdb
 
     try:
-        return wfdb.rdheader(str(header_path.with_suffix("")))
+        header = wfdb.rdheader(str(header_path.with_suffix("")))
     except Exception as error:  # wfdb raises bare Exceptions / ValueErrors for malformed headers
         raise RecordReadError(f"{header_path}: unreadable header: {error}") from error
+    signal_lines = len(header.sig_name or [])
+    if signal_lines != header.n_sig:  # wfdb accepts this; reading the signals then fails with an IndexError
+        raise RecordReadError(
+            f"{header_path}: the record line declares {header.n_sig} signals but the header has {signal_lines} "
+            f"signal line(s) (a channel line is missing or extra)"
+        )
+    return header
 
 
 def _read_matlab_v4_int16(signal_path: Path, header, header_path: Path) -> np.ndarray:

@@ -367,3 +367,16 @@ def test_verify_passes_on_a_complete_copy(tmp_path, real_labels_dir):
     (sums / "training_SHA1SUMS").write_text("".join(lines))
     (sums / "test_SHA1SUMS").write_text("")
     assert physionet2018.main(["verify", "--data_dir", str(download), "--sums_dir", str(sums)]) == 0
+
+
+def test_header_with_a_channel_line_missing_names_the_file(tmp_path, real_segments_dir):
+    """wfdb accepts a header whose record line declares more signals than it lists; we name the file instead of
+    failing later with an IndexError."""
+    record = sorted(path for path in real_segments_dir.iterdir() if path.is_dir())[0]
+    copy = tmp_path / record.name
+    shutil.copytree(record, copy)
+    header = copy / f"{record.name}.hea"
+    lines = header.read_bytes().split(b"\r\n")
+    header.write_bytes(b"\r\n".join(lines[:3] + lines[4:]))  # drop the third signal line
+    with pytest.raises(physionet2018.RecordReadError, match=r"\.hea: the record line declares \d+ signals but the header has"):
+        physionet2018.read_record_signals(header)
