@@ -1536,6 +1536,22 @@ def redact(arguments: dict[str, Any]) -> dict[str, Any]:
     return {key: ("***" if key == "hub_token" and value else value) for key, value in arguments.items()}
 
 
+def check_resume_arguments(run_args_path: Path, model_args: ModelArguments, training_args: PretrainingArguments) -> None:
+    """A resumed run must build the model it checkpointed: the model arguments and the strategy must equal the
+    ones in the run's run_args.json; otherwise a ValueError lists each difference (and nothing is overwritten)."""
+    if not run_args_path.is_file():
+        return
+    saved = json.loads(run_args_path.read_text()).get("arguments", {})
+    current = {**dataclasses.asdict(model_args), "strategy": training_args.strategy}
+    changed = {key: (saved[key], value) for key, value in current.items() if key in saved and saved[key] != value}
+    if changed:
+        listing = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items()))
+        raise ValueError(
+            f"--resume_from_checkpoint: the model arguments differ from the checkpointed run's "
+            f"({run_args_path}): {listing}; resume with the same settings, or start a new --output_dir"
+        )
+
+
 def make_accelerator(training_args: PretrainingArguments, output_dir: Path):
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
@@ -1604,6 +1620,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Pre
     prepare_output_dir(output_dir, training_args, accelerator)
     all_arguments = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
                      **dataclasses.asdict(training_args)}
+    if training_args.resume_from_checkpoint:
+        check_resume_arguments(output_dir / "run_args.json", model_args, training_args)  # before anything is written
     if accelerator.is_main_process:
         atomic_write_json(output_dir / "run_args.json", {
             "arguments": redact(all_arguments),

@@ -256,6 +256,14 @@ def test_crash_mid_save_then_resume_reproduces_the_uninterrupted_run(tiny_datase
     run_train(resume_arguments(tiny_dataset, interrupted, "--resume_from_checkpoint", checkpoints / "checkpoint-6"))
     assert [entry["loss"] for entry in read_log(interrupted / "train_log.jsonl")] == [entry["loss"] for entry in straight_log]
 
+    # Resuming with another model size or strategy is refused before anything is written.
+    run_args = (interrupted / "run_args.json").read_bytes()
+    with pytest.raises(ValueError, match=r"hidden_size: None -> 48|hidden_size: \d+ -> 48"):
+        run_train(resume_arguments(tiny_dataset, interrupted, "--resume_from_checkpoint", "latest", "--hidden_size", 48))
+    with pytest.raises(ValueError, match=r"strategy: 'mae_modality_drop' -> 'mae'"):
+        run_train(resume_arguments(tiny_dataset, interrupted, "--resume_from_checkpoint", "latest", "--strategy", "mae"))
+    assert (interrupted / "run_args.json").read_bytes() == run_args
+
 
 def test_non_finite_loss_stops_naming_the_step_after_saving_the_last_good_state(tiny_dataset, tmp_path, monkeypatch):
     from modeling_physiomae.modeling_physiomae import PhysioMAEForPreTraining
