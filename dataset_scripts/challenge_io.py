@@ -29,6 +29,12 @@ from its ``.arousal`` notes, see :func:`stage_masks_from_notes` and :func:`arous
 Known reader trap: ``wfdb.rdann`` drops every note at sample 0 (it takes them for header
 definitions). The notes are written there anyway, like the challenge files; the masks keep them.
 
+The label convention itself (stage note spellings and subtypes, event note spelling and subtypes,
+channels, mask names and field order, the padding/off-by-one rule) is defined once in
+:mod:`dataset_scripts.challenge_format`, which the reader (:mod:`dataset_scripts.labels`) uses too;
+the names this module always exported (``STAGE_NAMES``, ``STAGE_SUBTYPES``, ``STAGE_MASK_NAMES``, ...)
+are re-exported from there.
+
 Every file is written atomically (temporary file in the same folder, then ``os.replace``).
 """
 
@@ -46,39 +52,41 @@ import numpy as np
 
 from physiomae.io import atomic_path, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-used here)
 
-STAGE_NAMES = ("W", "N1", "N2", "N3", "R")
-"""Stage aux texts of the challenge annotations."""
-
-STAGE_SUBTYPES = {"W": 5, "N1": 3, "N2": 2, "N3": 1, "R": 4}
-"""Annotation subtype of each stage note in the real files."""
-
-STAGE_MASK_NAMES = {"W": "wake", "N1": "nonrem1", "N2": "nonrem2", "N3": "nonrem3", "R": "rem"}
-"""HDF5 dataset name (under ``data/sleep_stages``) of each stage; plus ``undefined``."""
-
-STAGE_MASK_ORDER = ("undefined", "nonrem3", "nonrem2", "nonrem1", "rem", "wake")
-"""Field order of ``data/sleep_stages`` in the real file's ``MATLAB_fields`` attribute."""
-
-EVENT_NAMES = (
-    "arousal_rera",
-    "arousal_bruxism",
-    "arousal_noise",
-    "arousal_plm",
-    "arousal_snore",
-    "arousal_spontaneous",
-    "resp_centralapnea",
-    "resp_cheynestokesbreath",
-    "resp_hypopnea",
-    "resp_hypoventilation",
-    "resp_mixedapnea",
-    "resp_obstructiveapnea",
-    "resp_partialobstructive",
+# The label convention (note spellings, subtypes, channels, mask names and the mask rule) lives in
+# challenge_format, shared with the reader (dataset_scripts/labels.py); re-exported here under the
+# names this module has always had.
+from dataset_scripts.challenge_format import (  # noqa: F401  (re-exported)
+    ANNOTATION_EXTENSION,
+    AROUSAL_MASK_FIELD,
+    AROUSAL_PAD_AFTER_SECONDS,
+    AROUSAL_PAD_BEFORE_SECONDS,
+    EVENT_CHANNEL,
+    EVENT_NAMES,
+    MASK_FILE_SUFFIX,
+    MASK_STRUCT,
+    MASK_STRUCT_FIELDS,
+    NOT_SCORED,
+    NOT_SCORED_EVENT_PREFIX,
+    NOT_SCORED_PAD_AFTER_SECONDS as UNSCORED_PAD_AFTER_SECONDS,
+    NOT_SCORED_PAD_BEFORE_SECONDS as UNSCORED_PAD_BEFORE_SECONDS,
+    NOTE_SYMBOL,
+    STAGE_CHANNEL,
+    STAGE_MASK_GROUP,
+    STAGE_MASK_NAMES,
+    STAGE_MASK_ORDER,
+    STAGE_MASK_TO_CLASS,
+    STAGE_NOTE_TO_CLASS,
+    STAGE_NOTES as STAGE_NAMES,
+    STAGE_SUBTYPES,
+    TARGET_AROUSAL,
+    TARGET_AROUSAL_PREFIX,
+    UNDEFINED_STAGE,
+    arousal_span,
+    event_notes,
+    event_subtypes,
+    not_scored_span,
+    stage_span,
 )
-"""Challenge event names; the opening note of event k has subtype 2k, the closing note 2k+1
-(checked on the real file for arousal_rera 0/1, resp_centralapnea 12/13, resp_hypopnea 16/17,
-resp_obstructiveapnea 22/23)."""
-
-STAGE_CHANNEL = 0
-EVENT_CHANNEL = 1
 
 MATLAB_V4_INT16_TYPE = 30
 """Matlab v4 type code: M=0 (IEEE little endian), O=0, P=3 (int16), T=0 (numeric matrix)."""
@@ -93,13 +101,6 @@ DIGITAL_MAX = 32767
 MATLAB_USER_BLOCK_BYTES = 512
 DEFAULT_MATLAB_CREATED = "Thu Apr 19 16:38:42 2018"
 """Creation date written into the MATLAB 7.3 text header (fixed so that files are reproducible)."""
-
-# Mask padding of the real challenge file, in seconds (+ one sample where noted): see module doc.
-AROUSAL_PAD_BEFORE_SECONDS = 2.0
-AROUSAL_PAD_AFTER_SECONDS = 10.0
-UNSCORED_PAD_BEFORE_SECONDS = 10.0
-UNSCORED_PAD_AFTER_SECONDS = 10.0
-
 
 @dataclass
 class RecordPaths:
@@ -227,12 +228,7 @@ def write_signals(
 # --------------------------------------------------------------------------------------------
 
 
-def event_subtypes(event_name: str) -> tuple[int, int]:
-    """Subtypes of the opening and closing note of a challenge event."""
-    if event_name not in EVENT_NAMES:
-        raise ValueError(f"unknown event name {event_name!r}; expected one of {EVENT_NAMES}")
-    index = EVENT_NAMES.index(event_name)
-    return 2 * index, 2 * index + 1
+# event_subtypes: challenge_format (imported above)
 
 
 def annotation_rows(
@@ -248,8 +244,9 @@ def annotation_rows(
         if end < start:
             raise ValueError(f"event {event_name!r} ends ({end}) before it starts ({start})")
         open_subtype, close_subtype = event_subtypes(event_name)
-        rows.append((int(start), f"({event_name}", open_subtype, EVENT_CHANNEL))
-        rows.append((int(end), f"{event_name})", close_subtype, EVENT_CHANNEL))
+        open_note, close_note = event_notes(event_name)
+        rows.append((int(start), open_note, open_subtype, EVENT_CHANNEL))
+        rows.append((int(end), close_note, close_subtype, EVENT_CHANNEL))
     return sorted(rows, key=lambda row: row[0])
 
 
@@ -259,7 +256,7 @@ def write_annotations(
     stage_notes: Sequence[tuple[int, str]],
     events: Sequence[tuple[int, int, str]] = (),
     fs: int = 200,
-    extension: str = "arousal",
+    extension: str = ANNOTATION_EXTENSION,
 ) -> Path:
     """Write ``NAME.arousal`` with ``wfdb.wrann`` (notes at sample 0 included), atomically."""
     import wfdb
@@ -274,7 +271,7 @@ def write_annotations(
             record_name,
             extension,
             sample=np.array([row[0] for row in rows], dtype=np.int64),
-            symbol=['"'] * len(rows),
+            symbol=[NOTE_SYMBOL] * len(rows),
             subtype=np.array([row[2] for row in rows], dtype=np.int64),
             chan=np.array([row[3] for row in rows], dtype=np.int64),
             num=np.zeros(len(rows), dtype=np.int64),
@@ -296,19 +293,18 @@ def stage_masks_from_notes(
     lasts until one sample before the next stage note; samples before the first note and the last
     sample of the record are ``undefined``. Exactly one mask is 1 at every sample.
     """
-    stage_index = np.full(number_of_samples, len(STAGE_NAMES), dtype=np.int8)  # = undefined
+    stage_index = np.full(number_of_samples, UNDEFINED_STAGE, dtype=np.int8)
     ordered = sorted((int(sample), stage) for sample, stage in stage_notes)
     for position, (sample, stage) in enumerate(ordered):
         if stage not in STAGE_SUBTYPES:
             raise ValueError(f"unknown stage {stage!r} at sample {sample}; expected {STAGE_NAMES}")
         next_sample = ordered[position + 1][0] if position + 1 < len(ordered) else number_of_samples
-        stage_index[max(sample - 1, 0) : max(next_sample - 1, 0)] = STAGE_NAMES.index(stage)
+        first, end = stage_span(sample, next_sample)
+        stage_index[first:end] = STAGE_NOTE_TO_CLASS[stage]
     if number_of_samples:
-        stage_index[-1] = len(STAGE_NAMES)
-    masks = {STAGE_MASK_NAMES[stage]: (stage_index == index).astype(np.uint8)
-             for index, stage in enumerate(STAGE_NAMES)}
-    masks["undefined"] = (stage_index == len(STAGE_NAMES)).astype(np.uint8)
-    return masks
+        stage_index[-1] = UNDEFINED_STAGE
+    # wake, nonrem1, nonrem2, nonrem3, rem, undefined: the reader's table, so both agree on the codes
+    return {name: (stage_index == code).astype(np.uint8) for name, code in STAGE_MASK_TO_CLASS.items()}
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -323,20 +319,20 @@ def arousal_mask_from_labels(
     fs: int = 200,
 ) -> np.ndarray:
     """Per-sample ``arousals`` (float64: +1/0/-1) as the challenge derives it (see module doc)."""
-    number_of_samples = len(stage_masks["wake"])
+    wake = stage_masks[STAGE_MASK_NAMES["W"]]
+    number_of_samples = len(wake)
     mask = np.zeros(number_of_samples, dtype=np.float64)
-    arousal_before = int(round(AROUSAL_PAD_BEFORE_SECONDS * fs)) + 1
-    arousal_after = int(round(AROUSAL_PAD_AFTER_SECONDS * fs))
-    unscored_before = int(round(UNSCORED_PAD_BEFORE_SECONDS * fs)) + 1
-    unscored_after = int(round(UNSCORED_PAD_AFTER_SECONDS * fs))
     for start, end, event_name in events:
-        if event_name.startswith("arousal_"):
-            mask[max(start - arousal_before, 0) : end + arousal_after] = 1.0
+        if event_name.startswith(TARGET_AROUSAL_PREFIX):
+            first, last = arousal_span(start, end, fs)
+            mask[first:last] = TARGET_AROUSAL
     for start, end, event_name in events:
-        if event_name.startswith("resp_"):
-            mask[max(start - unscored_before, 0) : end + unscored_after] = -1.0
-    for start, end in zip(*_runs(stage_masks["wake"].astype(bool))):
-        mask[max(start - unscored_before, 0) : end + unscored_after] = -1.0
+        if event_name.startswith(NOT_SCORED_EVENT_PREFIX):
+            first, last = not_scored_span(start, end, fs)
+            mask[first:last] = NOT_SCORED
+    for start, end in zip(*_runs(wake.astype(bool))):
+        first, last = not_scored_span(start, end, fs)
+        mask[first:last] = NOT_SCORED
     return mask
 
 
@@ -376,18 +372,18 @@ def write_arousal_masks(
     for name in STAGE_MASK_ORDER:
         if name not in stage_masks or len(stage_masks[name]) != number_of_samples:
             raise ValueError(f"{record_name}: stage mask {name!r} missing or not {number_of_samples} long")
-    final_path = Path(record_dir) / f"{record_name}-arousal.mat"
+    final_path = Path(record_dir) / f"{record_name}{MASK_FILE_SUFFIX}"
     with atomic_path(final_path) as temporary_path:
         with h5py.File(temporary_path, "w", userblock_size=MATLAB_USER_BLOCK_BYTES, libver="earliest") as file:
             references = file.create_group("#refs#")
             empty = references.create_dataset("a", data=np.zeros(2, dtype=np.uint64), track_times=False)
             empty.attrs["MATLAB_class"] = np.bytes_(b"canonical empty")
             empty.attrs["MATLAB_empty"] = np.uint8(1)
-            data = file.create_group("data")
+            data = file.create_group(MASK_STRUCT)
             data.attrs["MATLAB_class"] = np.bytes_(b"struct")
-            data.attrs["MATLAB_fields"] = _matlab_fields(["sleep_stages", "arousals"])
+            data.attrs["MATLAB_fields"] = _matlab_fields(list(MASK_STRUCT_FIELDS))
             arousals = data.create_dataset(
-                "arousals",
+                AROUSAL_MASK_FIELD,
                 data=np.asarray(arousal_mask, dtype=np.float64).reshape(number_of_samples, 1),
                 chunks=(_chunk_rows(number_of_samples, 8), 1),
                 compression="gzip",
@@ -396,7 +392,7 @@ def write_arousal_masks(
             )
             arousals.attrs["H5PATH"] = np.bytes_(b"/data")
             arousals.attrs["MATLAB_class"] = np.bytes_(b"double")
-            stages = data.create_group("sleep_stages")
+            stages = data.create_group(STAGE_MASK_GROUP)
             stages.attrs["H5PATH"] = np.bytes_(b"/data")
             stages.attrs["MATLAB_class"] = np.bytes_(b"struct")
             stages.attrs["MATLAB_fields"] = _matlab_fields(STAGE_MASK_ORDER)

@@ -28,6 +28,11 @@ Window labels (30-s windows aligned to the record start):
 - `arousal`: 1 when the window holds at least 3 s of target arousal (+1); 0 when it holds none and
   at least half of its samples are scored (!= -1); -1 otherwise.
 
+The file convention (note spellings `W N1 N2 N3 R` -> classes W, N1, N2, N3, REM, mask names, event
+note spelling, the padding rule) is defined once in `dataset_scripts/challenge_format.py`, shared with
+the writer `dataset_scripts/challenge_io.py`; `STAGE_NAMES`, `STAGE_NOTE_TO_CODE`, `STAGE_MASK_TO_CODE`
+and the other names this module always exported are re-exported from there.
+
 `age-sex.csv` (`Record,Sex,Age`): sex is case-insensitive (`m` -> M, `f` -> F); rows with missing
 fields, an unknown sex or a non-numeric age are reported with their line number, the usable part
 is kept (an unparseable age becomes -1, an unknown sex -1).
@@ -45,34 +50,41 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_scripts.challenge_io import EVENT_NAMES
+# The file convention is defined once in challenge_format and shared with the writer (challenge_io);
+# re-exported here under the names this module has always had:
+# - STAGE_NAMES: class names W, N1, N2, N3, REM (codes 0..4) of the stage notes W, N1, N2, N3, R;
+# - STAGE_NOTE_TO_CODE: aux text of a `"` stage note (W N1 N2 N3 R, and the alias REM) -> stage code;
+# - STAGE_MASK_TO_CODE: dataset name under `data/sleep_stages` in `-arousal.mat` -> stage code;
+# - TARGET_AROUSAL_PREFIX / NOT_SCORED_EVENT_PREFIX: `arousal_*` events are target arousals, `resp_*`
+#   are not scored; the *_PAD_* seconds of the mask rule (the start moves one more sample earlier).
+from dataset_scripts.challenge_format import (  # noqa: F401  (re-exported)
+    AROUSAL_MASK_PATH,
+    AROUSAL_MASK_VALUES,
+    AROUSAL_PAD_AFTER_SECONDS,
+    AROUSAL_PAD_BEFORE_SECONDS,
+    EVENT_NAMES,
+    NOT_SCORED,
+    NOT_SCORED_EVENT_PREFIX,
+    NOT_SCORED_PAD_AFTER_SECONDS,
+    NOT_SCORED_PAD_BEFORE_SECONDS,
+    STAGE_CLASS_NAMES as STAGE_NAMES,
+    STAGE_MASK_PATH,
+    STAGE_MASK_TO_CLASS as STAGE_MASK_TO_CODE,
+    STAGE_NOTE_TO_CLASS as STAGE_NOTE_TO_CODE,
+    TARGET_AROUSAL,
+    TARGET_AROUSAL_PREFIX,
+    UNDEFINED_STAGE,
+    arousal_span,
+    not_scored_span,
+    parse_event_note,
+    stage_span,
+)
 
-
-STAGE_NAMES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
-UNDEFINED_STAGE = -1
 NUM_STAGE_CLASSES = len(STAGE_NAMES)
-
-#: aux text of a `"` stage note -> stage code
-STAGE_NOTE_TO_CODE: dict[str, int] = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4, "REM": 4}
-#: dataset name under `data/sleep_stages` in `-arousal.mat` -> stage code
-STAGE_MASK_TO_CODE: dict[str, int] = {
-    "wake": 0,
-    "nonrem1": 1,
-    "nonrem2": 2,
-    "nonrem3": 3,
-    "rem": 4,
-    "undefined": UNDEFINED_STAGE,
-}
-#: event families of the challenge notes; `arousal_*` events are target arousals, `resp_*` are not scored.
-TARGET_AROUSAL_PREFIX = "arousal_"
-NOT_SCORED_EVENT_PREFIX = "resp_"
 #: event names used in the challenge annotations (others with a known prefix are used and reported)
 KNOWN_EVENT_NAMES = frozenset(EVENT_NAMES)
 
 AROUSAL_MIN_SECONDS = 3.0
-#: padding of the challenge masks around events (seconds; the start additionally moves one sample earlier)
-AROUSAL_PAD_BEFORE_SECONDS, AROUSAL_PAD_AFTER_SECONDS = 2.0, 10.0
-NOT_SCORED_PAD_BEFORE_SECONDS, NOT_SCORED_PAD_AFTER_SECONDS = 10.0, 10.0
 SCORED_MIN_FRACTION = 0.5
 
 # MIT annotation format: one little-endian 16-bit word per field, annotation code in the top 6 bits.
@@ -218,15 +230,6 @@ class SampleLabels:
     report: dict
 
 
-def _event_name_and_side(note: str) -> tuple[str, str] | None:
-    """`(arousal_rera` -> (arousal_rera, open); `arousal_rera)` -> (arousal_rera, close); else None."""
-    if note.startswith("(") and len(note) > 1:
-        return note[1:], "open"
-    if note.endswith(")") and len(note) > 1:
-        return note[:-1], "close"
-    return None
-
-
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Starts and exclusive ends of the runs of True in a boolean vector."""
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
@@ -256,7 +259,7 @@ def labels_from_notes(annotations: WfdbAnnotations, num_samples: int, sampling_r
         if note in STAGE_NOTE_TO_CODE:
             stage_changes.append((sample, STAGE_NOTE_TO_CODE[note]))
             continue
-        parsed = _event_name_and_side(note)
+        parsed = parse_event_note(note)
         if parsed is None or not parsed[0].startswith((TARGET_AROUSAL_PREFIX, NOT_SCORED_EVENT_PREFIX)):
             unknown_notes[note] += 1
             continue
@@ -280,19 +283,19 @@ def labels_from_notes(annotations: WfdbAnnotations, num_samples: int, sampling_r
 
     for change_index, (start, code) in enumerate(stage_changes):
         end = stage_changes[change_index + 1][0] if change_index + 1 < len(stage_changes) else num_samples
-        stage[max(start - 1, 0) : max(end - 1, 0)] = code
+        first, last = stage_span(start, end)
+        stage[first:last] = code
     if num_samples:
         stage[-1] = UNDEFINED_STAGE
 
-    def padding(seconds: float) -> int:
-        return int(round(seconds * sampling_rate))
-
     arousal = np.zeros(num_samples, dtype=np.int8)
     for start, end in arousal_spans:
-        arousal[max(start - padding(AROUSAL_PAD_BEFORE_SECONDS) - 1, 0) : end + padding(AROUSAL_PAD_AFTER_SECONDS)] = 1
+        first, last = arousal_span(start, end, sampling_rate)
+        arousal[first:last] = TARGET_AROUSAL
     wake_starts, wake_ends = _runs(stage == STAGE_NOTE_TO_CODE["W"])
     for start, end in not_scored_spans + list(zip(wake_starts.tolist(), wake_ends.tolist())):
-        arousal[max(start - padding(NOT_SCORED_PAD_BEFORE_SECONDS) - 1, 0) : end + padding(NOT_SCORED_PAD_AFTER_SECONDS)] = -1
+        first, last = not_scored_span(start, end, sampling_rate)
+        arousal[first:last] = NOT_SCORED
 
     report = {
         "stage_notes": len(stage_changes),
@@ -342,22 +345,22 @@ def read_arousal_masks(path: str | os.PathLike, num_samples: int | None = None) 
         raise ArousalMaskError(f"{path}: not a readable HDF5 (MATLAB 7.3) file: {error}") from error
     with handle:
         try:
-            arousal_values = _as_vector(handle["data/arousals"], "data/arousals", path)
-            stage_group = handle["data/sleep_stages"]
-            masks = {name: _as_vector(stage_group[name], f"data/sleep_stages/{name}", path) for name in stage_group}
+            arousal_values = _as_vector(handle[AROUSAL_MASK_PATH], AROUSAL_MASK_PATH, path)
+            stage_group = handle[STAGE_MASK_PATH]
+            masks = {name: _as_vector(stage_group[name], f"{STAGE_MASK_PATH}/{name}", path) for name in stage_group}
         except KeyError as error:
             raise ArousalMaskError(f"{path}: missing dataset ({error})") from error
         except OSError as error:
             raise ArousalMaskError(f"{path}: could not read a dataset (truncated file?): {error}") from error
     length = len(arousal_values)
     if num_samples is not None and length != num_samples:
-        raise ArousalMaskError(f"{path}: data/arousals has {length} samples, the record has {num_samples}")
+        raise ArousalMaskError(f"{path}: {AROUSAL_MASK_PATH} has {length} samples, the record has {num_samples}")
     unknown_masks = sorted(set(masks) - set(STAGE_MASK_TO_CODE))
     stage = np.full(length, UNDEFINED_STAGE, dtype=np.int8)
     stage_count = np.zeros(length, dtype=np.int8)
     for name, mask in masks.items():
         if len(mask) != length:
-            raise ArousalMaskError(f"{path}: data/sleep_stages/{name} has {len(mask)} samples, data/arousals {length}")
+            raise ArousalMaskError(f"{path}: {STAGE_MASK_PATH}/{name} has {len(mask)} samples, {AROUSAL_MASK_PATH} {length}")
         if name not in STAGE_MASK_TO_CODE:
             continue
         is_set = mask.astype(bool)
@@ -366,9 +369,9 @@ def read_arousal_masks(path: str | os.PathLike, num_samples: int | None = None) 
     overlapping = int((stage_count > 1).sum())
     if overlapping:
         raise ArousalMaskError(f"{path}: {overlapping} samples are marked with more than one sleep stage")
-    unexpected_values = ~np.isin(arousal_values, (-1.0, 0.0, 1.0))
-    arousal = np.rint(np.nan_to_num(arousal_values, nan=-1.0)).clip(-1, 1).astype(np.int8)
-    arousal[unexpected_values] = -1
+    unexpected_values = ~np.isin(arousal_values, AROUSAL_MASK_VALUES)
+    arousal = np.rint(np.nan_to_num(arousal_values, nan=float(NOT_SCORED))).clip(NOT_SCORED, TARGET_AROUSAL).astype(np.int8)
+    arousal[unexpected_values] = NOT_SCORED
     report = {
         "stage_masks": sorted(masks),
         "unknown_stage_masks": unknown_masks,

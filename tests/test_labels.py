@@ -1,5 +1,6 @@
 """Label fidelity on the real challenge files: notes vs masks, the sample-0 note trap, age-sex.csv."""
 
+import ast
 import shutil
 
 import h5py
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import wfdb
 
+from dataset_scripts import challenge_format, challenge_io
 from dataset_scripts import labels as label_tools
 
 
@@ -177,3 +179,109 @@ def test_malformed_age_sex_rows_are_reported_with_line_numbers(tmp_path):
         (5, "non-numeric age 'old'"),
         (6, "missing record name"),
     }
+
+
+# ------------------------------------------------------------------ writer (challenge_io) -> reader (labels)
+
+
+def _expected_stage_per_sample(stage_notes, num_samples):
+    """The challenge's stage rule written out here, independently of both modules: a note at s holds
+    from s - 1 until one sample before the next note; the last sample is undefined (-1)."""
+    code_of_note = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4}
+    stage = np.full(num_samples, -1, dtype=np.int8)
+    for position, (sample, note) in enumerate(stage_notes):
+        end = stage_notes[position + 1][0] if position + 1 < len(stage_notes) else num_samples
+        stage[max(sample - 1, 0) : end - 1] = code_of_note[note]
+    stage[-1] = -1
+    return stage
+
+
+def test_written_record_reads_back_to_the_same_classes_for_every_stage(tmp_path):
+    # every stage note the challenge files use (W N1 N2 N3 R, the first at sample 0, wake again at the
+    # end), two target arousals, an apnea, and an arousal inside the apnea's not-scored span
+    num_samples = 12 * WINDOW
+    stage_notes = [(0, "W"), (6000, "N1"), (18000, "N2"), (36000, "N3"), (48000, "R"), (66000, "W")]
+    events = [(24000, 24600, "arousal_rera"), (40000, 42000, "resp_hypopnea"),
+              (43000, 43500, "arousal_rera"), (54000, 55000, "arousal_spontaneous")]
+    assert {note for _, note in stage_notes} == set(challenge_io.STAGE_NAMES)
+    paths = challenge_io.write_record(
+        tmp_path, "rt-0001", np.zeros((num_samples, 1), np.int16), ["C4-M1"], ["uV"], [1.0], [0], fs=RATE,
+        stage_notes=stage_notes, events=events,
+    )
+
+    # the notes as the files spell them, the one at sample 0 included
+    annotations = label_tools.read_wfdb_annotations(paths.arousal)
+    assert [(int(sample), note) for sample, note in zip(annotations.sample, annotations.aux_note)
+            if not note.startswith("(") and not note.endswith(")")] == stage_notes
+    assert "(arousal_rera" in annotations.aux_note and "resp_hypopnea)" in annotations.aux_note
+
+    from_notes = label_tools.read_arousal_notes(paths.arousal, num_samples, RATE)
+    from_masks = label_tools.read_arousal_masks(paths.arousal_mat, num_samples)
+    assert from_notes.report["unknown_note_count"] == 0 and not from_notes.report["unpaired_events"]
+    assert from_notes.report["events"] == {"arousal_rera": 2, "arousal_spontaneous": 1, "resp_hypopnea": 1}
+    assert from_masks.report["unknown_stage_masks"] == [] and from_masks.report["samples_without_stage_mask"] == 0
+
+    expected_stage = _expected_stage_per_sample(stage_notes, num_samples)
+    np.testing.assert_array_equal(from_notes.stage, expected_stage)
+    np.testing.assert_array_equal(from_masks.stage, expected_stage)
+    assert set(np.unique(from_masks.stage).tolist()) == {-1, 0, 1, 2, 3, 4}
+
+    # arousal: +1 on [start - 2 s - 1, end + 10 s), -1 on [start - 10 s - 1, end + 10 s) of the apnea and
+    # of both wake runs (-1 wins over +1), 0 elsewhere
+    expected_arousal = np.zeros(num_samples, dtype=np.int8)
+    for start, end in [(24000, 24600), (43000, 43500), (54000, 55000)]:
+        expected_arousal[start - 2 * RATE - 1 : end + 10 * RATE] = 1
+    for start, end in [(40000, 42000), (0, 5999), (65999, 71999)]:
+        expected_arousal[max(start - 10 * RATE - 1, 0) : end + 10 * RATE] = -1
+    np.testing.assert_array_equal(from_notes.arousal, expected_arousal)
+    np.testing.assert_array_equal(from_masks.arousal, expected_arousal)
+
+    # per window, and by class name: the file's R is the class REM
+    for sample_labels in (from_notes, from_masks):
+        windows = label_tools.window_labels(sample_labels, WINDOW)
+        assert [label_tools.STAGE_NAMES[code] for code in windows.sleep_stage] == (
+            ["W", "N1", "N1", "N2", "N2", "N2", "N3", "N3", "REM", "REM", "REM", "W"]
+        )
+        # 1 from 3 s of +1; 0 with no +1 and at least half scored; else -1 (e.g. window 3: 401 samples of +1)
+        assert windows.arousal.tolist() == [-1, 0, 0, -1, 1, 0, -1, 1, -1, 1, 0, -1]
+
+
+def test_writer_and_reader_share_one_convention_table():
+    # the same objects, not equal copies
+    assert challenge_io.STAGE_NAMES is challenge_format.STAGE_NOTES
+    assert challenge_io.STAGE_SUBTYPES is challenge_format.STAGE_SUBTYPES
+    assert challenge_io.STAGE_MASK_NAMES is challenge_format.STAGE_MASK_NAMES
+    assert challenge_io.STAGE_MASK_ORDER is challenge_format.STAGE_MASK_ORDER
+    assert challenge_io.EVENT_NAMES is label_tools.EVENT_NAMES is challenge_format.EVENT_NAMES
+    assert label_tools.STAGE_NAMES is challenge_format.STAGE_CLASS_NAMES
+    assert label_tools.STAGE_NOTE_TO_CODE is challenge_format.STAGE_NOTE_TO_CLASS
+    assert label_tools.STAGE_MASK_TO_CODE is challenge_format.STAGE_MASK_TO_CLASS
+    assert challenge_io.STAGE_MASK_TO_CLASS is challenge_format.STAGE_MASK_TO_CLASS  # the writer's masks
+    assert challenge_io.STAGE_NOTE_TO_CLASS is challenge_format.STAGE_NOTE_TO_CLASS
+    assert label_tools.TARGET_AROUSAL_PREFIX is challenge_io.TARGET_AROUSAL_PREFIX
+    assert label_tools.NOT_SCORED_EVENT_PREFIX is challenge_io.NOT_SCORED_EVENT_PREFIX
+    # the spellings of the files and the class names (R is REM)
+    assert challenge_io.STAGE_NAMES == ("W", "N1", "N2", "N3", "R")
+    assert label_tools.STAGE_NAMES == ("W", "N1", "N2", "N3", "REM")
+    # the reader's note table covers exactly the writer's stage notes (plus the read-only alias REM), in class order
+    aliases = challenge_format.STAGE_NOTE_ALIASES
+    assert set(label_tools.STAGE_NOTE_TO_CODE) - set(aliases) == set(challenge_io.STAGE_NAMES)
+    assert set(challenge_io.STAGE_NAMES) == set(challenge_io.STAGE_SUBTYPES) == set(challenge_io.STAGE_MASK_NAMES)
+    assert [label_tools.STAGE_NOTE_TO_CODE[note] for note in challenge_io.STAGE_NAMES] == list(range(label_tools.NUM_STAGE_CLASSES))
+    assert all(label_tools.STAGE_NOTE_TO_CODE[alias] == label_tools.STAGE_NOTE_TO_CODE[note] for alias, note in aliases.items())
+    assert not set(aliases) & set(challenge_io.STAGE_SUBTYPES), "aliases are read, never written"
+    # the reader's mask table covers exactly the masks the writer writes, with the same class per stage
+    assert set(label_tools.STAGE_MASK_TO_CODE) == set(challenge_io.STAGE_MASK_ORDER)
+    for note in challenge_io.STAGE_NAMES:
+        assert label_tools.STAGE_MASK_TO_CODE[challenge_io.STAGE_MASK_NAMES[note]] == label_tools.STAGE_NOTE_TO_CODE[note]
+    assert label_tools.STAGE_MASK_TO_CODE[challenge_format.UNDEFINED_MASK_NAME] == label_tools.UNDEFINED_STAGE
+    # the event notes the writer writes are the ones the reader parses
+    for name in challenge_io.EVENT_NAMES:
+        rows = challenge_io.annotation_rows([], [(10, 20, name)])
+        assert [label_tools.parse_event_note(row[1]) for row in rows] == [(name, "open"), (name, "close")]
+    # the convention module imports nothing else of ours (it sits below both the writer and the reader)
+    tree = ast.parse(open(challenge_format.__file__, encoding="utf-8").read())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module != "__future__"}
+    assert not {name for name in imported if name.split(".")[0] in ("dataset_scripts", "physiomae", "modeling_physiomae")}
+    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
