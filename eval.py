@@ -21,7 +21,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from physiomae.evaluation import probing
-from physiomae.arguments import load_yaml_defaults, split_yaml_argument
+from physiomae.config_files import load_yaml_defaults, split_yaml_argument
 from physiomae.evaluation.runner import EvaluationSettings, ProbeSettings, run_evaluation
 
 

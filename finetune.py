@@ -16,7 +16,6 @@ seeds, and the per-seed numbers).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEForSequenceClassification
 from physiomae.evaluation import probing
+from physiomae.saved_dataset import ChannelMapping, DatasetLayout
 from physiomae.io import atomic_write_json, atomic_write_text
 from physiomae.evaluation.runner import discover_variants, load_probe_data, load_real_segments
 
@@ -38,7 +38,7 @@ class StagingWindows(torch.utils.data.Dataset):
     """Labelled windows of a builder split as Trainer rows: `input_values`, `modality_mask`, `labels`."""
 
     def __init__(self, split, config: PhysioMAEConfig):
-        mapping = probing.ChannelMapping.for_config(config)
+        mapping = ChannelMapping.for_config(config, DatasetLayout.of(split))
         values, masks = zip(*probing.iterate_signal_batches(split, 256))
         input_values, modality_mask = mapping.model_inputs(np.concatenate(values), np.concatenate(masks))
         labels = probing.TASKS["sleep_staging"].labels_from_column(np.asarray(split["sleep_stage"]))

@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from physiomae.arguments import read_yaml_mapping, resolve_config
+from physiomae.config_files import read_yaml_mapping, resolve_config
+from physiomae.strategies import STRATEGY_NAMES
 
-STRATEGIES = ["mae_modality_drop", "mae", "mae_unimodal", "contrastive_pairwise", "contrastive_loo", "random_init"]
+STRATEGIES = list(STRATEGY_NAMES)
 
 
 @dataclass

@@ -18,7 +18,7 @@ What it measures (every number is a median over `--steps` timed repeats after `-
    `tokens` = batch x the tokens PhysioMAE's encoder sees per window (the visible ones), repeated back to back
    within each timed call (about 0.2 s) so that it is timed warm.
 3. Embedding extraction windows/s: `PhysioMAEModel` (all tokens, no masking) under `torch.no_grad`, batch 64.
-4. Data loading windows/s: the DataLoader train.py builds (`train.build_training_data`: `with_format("torch")`,
+4. Data loading windows/s: the DataLoader train.py builds (`physiomae.training.data.build_training_data`: `with_format("torch")`,
    its sampler, collator, batch size and `num_workers` from the size's YAML, `accelerator.prepare`) over a
    dataset written by the builder (`--dataset-dir`, or a small synthetic cohort generated and built in a temporary
    folder), against what training consumes (the PhysioMAE pretraining windows/s of item 1 for that size).
@@ -456,16 +456,18 @@ def synthetic_dataset(work_dir: Path, records: int, hours: float) -> Path:
 
 def measure_data_loading(settings: SizeSettings, dataset_dir: Path, device: torch.device, min_windows: int,
                          num_workers: int | None = None) -> dict[str, Any]:
-    """Windows/s of train.py's DataLoader (built by train.build_training_data), iterated over enough epochs."""
-    import train
+    """Windows/s of train.py's DataLoader (built by physiomae.training.data.build_training_data), iterated over enough epochs."""
     from accelerate import Accelerator
+
+    from physiomae.saved_dataset import load_split
+    from physiomae.training.data import build_training_data, resolve_dataset_dir
 
     data_args = settings.data_args
     workers = settings.num_workers if num_workers is None else num_workers
     data_args = type(data_args)(**{**vars(data_args), "num_workers": workers, "dataset_dir": str(dataset_dir)})
     accelerator = Accelerator(cpu=device.type == "cpu")
-    split = train.load_split(train.resolve_dataset_dir(data_args, Path(tempfile.gettempdir()), accelerator), data_args.split)
-    data = train.build_training_data(split, settings.config, data_args, settings.training_args, accelerator)
+    split = load_split(resolve_dataset_dir(data_args, Path(tempfile.gettempdir()), accelerator), data_args.split)
+    data = build_training_data(split, settings.config, data_args, settings.training_args, accelerator)
     windows, batches, epoch = 0, 0, 0
     first_batch_s = None
     started = time.perf_counter()

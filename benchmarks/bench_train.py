@@ -97,14 +97,14 @@ def time_steps(size: str, device: str, precision: str, batch_size: int, steps: i
 
 
 def write_random_dataset(path: Path, num_windows: int, seed: int = 0) -> None:
-    """`num_windows` random windows in the builder's row schema (physionet2018.make_features) as split `pretrain`."""
+    """`num_windows` random windows in the builder's row schema and metadata (physionet2018.make_info) as split `pretrain`."""
     import datasets
     import numpy as np
 
-    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_features
+    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
 
-    layout = extractor_layout(default_feature_extractor())
-    features = make_features(layout)
+    extractor = default_feature_extractor()
+    layout = extractor_layout(extractor)
     channels, modalities = len(layout.channel_names), len(layout.modalities)
     windows = np.random.default_rng(seed).standard_normal((num_windows, channels, layout.window_length))
     rows = {
@@ -115,7 +115,7 @@ def write_random_dataset(path: Path, num_windows: int, seed: int = 0) -> None:
         "sex": [-1] * num_windows, "record": [f"te{index // 64:05d}" for index in range(num_windows)],
         "window": [index % 64 for index in range(num_windows)],
     }
-    datasets.DatasetDict({"pretrain": datasets.Dataset.from_dict(rows, features=features)}).save_to_disk(str(path))
+    datasets.DatasetDict({"pretrain": datasets.Dataset.from_dict(rows, info=make_info(layout, extractor))}).save_to_disk(str(path))
 
 
 def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps: int, num_workers: int,

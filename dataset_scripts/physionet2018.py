@@ -14,7 +14,9 @@ optionally a `RECORDS` file), a flat folder with a `RECORDS` file (e.g. the 60-s
 folders directly. `age-sex.csv` at the root is optional.
 
 The dataset's `info.description` is JSON with `channel_names`, `modality_names`, `modalities`,
-`sampling_rate` and `window_seconds` (the axes of `input_values`, `channel_mask`, `modality_mask`).
+`sampling_rate` and `window_seconds` (the axes of `input_values`, `channel_mask`, `modality_mask`) and
+`feature_extractor` (the extractor's `to_dict()`: the preprocessing the windows went through; train.py saves
+it with the exported model). `physiomae.saved_dataset` reads it.
 
 Row schema (see `make_features`): `input_values` Array2D (num_channels, window_length) float16,
 `channel_mask` (num_channels,) bool, `modality_mask` (num_modalities,) bool, `sleep_stage`
@@ -28,6 +30,7 @@ else to `probe_train` (deterministic, by record). A split without records is omi
 Command line:
 
     python -m dataset_scripts.physionet2018 build --data_dir D --output_dir O [--num_proc N] [--parquet]
+        [--feature_extractor FOLDER_OR_JSON]   # preprocessing settings (default: PhysioMAEFeatureExtractor())
     python -m dataset_scripts.physionet2018 verify --data_dir D [--sums_dir S] [--present_only]
 
 `build` writes `O/dataset` (`DatasetDict.save_to_disk`), `O/build_report.json` (a copy also in
@@ -88,11 +91,12 @@ from typing import Any, Iterable, Iterator
 import datasets
 import numpy as np
 
+from dataset_scripts import challenge_format
 from dataset_scripts import labels as label_tools
 from physiomae.io import atomic_write_json
 
 
-BUILDER_VERSION = "1.0.0"
+BUILDER_VERSION = "1.1.0"  # 1.1.0: info.description records the feature-extractor settings
 PROBE_TEST_FRACTION = 0.22
 SPLIT_NAMES = ("pretrain", "probe_train", "probe_test")
 REPORT_FILE_NAME = "build_report.json"
@@ -157,8 +161,8 @@ def _record_files_in(folder: Path, name: str, subset: str) -> RecordFiles | None
     header = folder / f"{name}.hea"
     if not header.is_file():
         return None
-    notes = folder / f"{name}.arousal"
-    masks = folder / f"{name}-arousal.mat"
+    notes = folder / f"{name}.{challenge_format.ANNOTATION_EXTENSION}"
+    masks = folder / f"{name}{challenge_format.MASK_FILE_SUFFIX}"
     return RecordFiles(
         name=name,
         header=str(header),
@@ -465,6 +469,38 @@ def _record_labels(record: RecordFiles, num_samples: int, sampling_rate: float, 
     return None
 
 
+def dataset_description(layout: ExtractorLayout, feature_extractor) -> str:
+    """The dataset's `info.description`: JSON, so that consumers (`physiomae.saved_dataset`) read the axes' names
+    and the preprocessing from the saved dataset itself."""
+    return json.dumps(
+        {
+            "description": "PhysioNet/CinC Challenge 2018 polysomnography, 30-s windows preprocessed by PhysioMAEFeatureExtractor.",
+            "channel_names": layout.channel_names,
+            "modality_names": list(layout.modalities),
+            "modalities": layout.modalities,
+            "sampling_rate": layout.sampling_rate,
+            "window_seconds": layout.window_seconds,
+            # the settings the windows were preprocessed with: train.py exports them with the model
+            "feature_extractor": feature_extractor.to_dict(),
+        },
+        default=str,
+    )
+
+
+def make_info(layout: ExtractorLayout, feature_extractor) -> datasets.DatasetInfo:
+    """The builder's DatasetInfo: row schema (`make_features`), layout and preprocessing (`dataset_description`)."""
+    return datasets.DatasetInfo(
+        description=dataset_description(layout, feature_extractor),
+        features=make_features(layout),
+        homepage="https://physionet.org/content/challenge-2018/1.0.0/",
+        citation=(
+            "Ghassemi MM, Moody BE, Lehman LH, Song C, Li Q, Sun H, Mark RG, Westover MB, Clifford GD. "
+            "You Snooze, You Win: the PhysioNet/Computing in Cardiology Challenge 2018. CinC 2018; 45."
+        ),
+        license="ODC-By-1.0",
+    )
+
+
 def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayout, age: float, sex: int) -> RecordWindows:
     """Read, preprocess, window and label one record. Bad input -> `RecordReadError` (caller reports it)."""
     report: dict[str, Any] = {"subset": record.subset, "labelled": record.labelled, "age": age, "sex": sex}
@@ -670,26 +706,7 @@ class PhysioNet2018(datasets.GeneratorBasedBuilder):
     # -- datasets API -------------------------------------------------------------------------
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(
-            # JSON, so that consumers (train.py) read the axes' names from the saved dataset itself
-            description=json.dumps(
-                {
-                    "description": "PhysioNet/CinC Challenge 2018 polysomnography, 30-s windows preprocessed by PhysioMAEFeatureExtractor.",
-                    "channel_names": self._layout.channel_names,
-                    "modality_names": list(self._layout.modalities),
-                    "modalities": self._layout.modalities,
-                    "sampling_rate": self._layout.sampling_rate,
-                    "window_seconds": self._layout.window_seconds,
-                }
-            ),
-            features=make_features(self._layout),
-            homepage="https://physionet.org/content/challenge-2018/1.0.0/",
-            citation=(
-                "Ghassemi MM, Moody BE, Lehman LH, Song C, Li Q, Sun H, Mark RG, Westover MB, Clifford GD. "
-                "You Snooze, You Win: the PhysioNet/Computing in Cardiology Challenge 2018. CinC 2018; 45."
-            ),
-            license="ODC-By-1.0",
-        )
+        return make_info(self._layout, self._feature_extractor)
 
     def _split_generators(self, dl_manager):
         split_of = self._split_assignment()
@@ -903,13 +920,16 @@ def verify_download(data_dir: str | os.PathLike, sums_dir: str | os.PathLike, pr
 
 def build_to_folder(
     data_dir: str, output_dir: str, num_proc: int | None = None, parquet: bool = False, keep_cache: bool = False,
-    rows_per_parquet_shard: int = 2000,
+    rows_per_parquet_shard: int = 2000, feature_extractor_kwargs: dict | None = None,
 ) -> dict:
-    """Build, `save_to_disk` into `output_dir/dataset`, write `output_dir/build_report.json` (+ Parquet shards)."""
+    """Build, `save_to_disk` into `output_dir/dataset`, write `output_dir/build_report.json` (+ Parquet shards).
+
+    `feature_extractor_kwargs`: keyword arguments of `PhysioMAEFeatureExtractor` (its defaults otherwise)."""
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     cache_dir = output / "cache"
-    builder = PhysioNet2018(data_dir=data_dir, cache_dir=str(cache_dir))
+    builder = PhysioNet2018(data_dir=data_dir, cache_dir=str(cache_dir),
+                            feature_extractor_kwargs=dict(feature_extractor_kwargs or {}))
     builder.download_and_prepare(num_proc=num_proc)
     dataset_dict = builder.as_dataset()
     staging = output / ".dataset.tmp"
@@ -937,6 +957,32 @@ def build_to_folder(
     return report
 
 
+def read_extractor_settings(value: str | None) -> dict:
+    """`--feature_extractor`: a folder holding preprocessor_config.json, such a file, or a JSON object; {} for None.
+    ValueError naming the value when it is none of these."""
+    if not value:
+        return {}
+    path = Path(value)
+    if path.is_dir():
+        path = path / "preprocessor_config.json"
+    if path.is_file():
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    elif value.lstrip().startswith("{"):
+        text, where = value, "--feature_extractor"
+    else:
+        raise ValueError(f"--feature_extractor {value!r} is neither a preprocessor_config.json (or its folder) nor a "
+                         f"JSON object")
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where}: expected a JSON object of PhysioMAEFeatureExtractor arguments")
+    for key in ("feature_extractor_type", "processor_class", "auto_map"):
+        settings.pop(key, None)
+    return settings
+
+
 def parquet_load_snippet(output_dir: str, splits: list[str]) -> str:
     """The one-liner that loads the Parquet shards written by `build --parquet`."""
     files = ", ".join(f'"{split}": "{output_dir}/parquet/{split}-*.parquet"' for split in splits)
@@ -952,6 +998,9 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--num_proc", type=int, default=None)
     build.add_argument("--parquet", action="store_true", help="also write Parquet shards to OUTPUT/parquet")
     build.add_argument("--keep_cache", action="store_true", help="keep the datasets cache in OUTPUT/cache")
+    build.add_argument("--feature_extractor", default=None,
+                       help="preprocessing settings: a folder or preprocessor_config.json saved by "
+                            "PhysioMAEFeatureExtractor, or a JSON object of its arguments (default: its defaults)")
     verify = commands.add_parser("verify", help="check files against the official SHA1SUMS")
     verify.add_argument("--data_dir", required=True)
     verify.add_argument("--sums_dir", default=None,
@@ -961,7 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     if arguments.command == "build":
-        report = build_to_folder(arguments.data_dir, arguments.output_dir, arguments.num_proc, arguments.parquet, arguments.keep_cache)
+        report = build_to_folder(arguments.data_dir, arguments.output_dir, arguments.num_proc, arguments.parquet,
+                                 arguments.keep_cache, feature_extractor_kwargs=read_extractor_settings(arguments.feature_extractor))
         totals = report["totals"]
         print(
             f"records: {totals['records_built']} built, {totals['records_skipped']} skipped {totals['records_skipped_by_reason']}; "

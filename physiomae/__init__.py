@@ -1,9 +1,11 @@
 """PhysioMAE's library: what the scripts share and the Hub copy of the model does not need.
 
-- `physiomae.layout`: the dataset contract (stage names, record split, saved-dataset location and channel layout,
-  dataset-to-model channel mapping).
+- `physiomae.strategies`: the pretraining strategies, one record each.
+- `physiomae.saved_dataset`: a built dataset as the scripts read it (location, splits, channel layout,
+  preprocessing settings, dataset-to-model channel mapping).
+- `physiomae.training`: what train.py runs (arguments, data, the run loop, checkpoints, export).
 - `physiomae.io`: atomic file writes.
-- `physiomae.arguments`: YAML defaults for the scripts' argument parsers.
+- `physiomae.config_files`: YAML defaults for the scripts' argument parsers, packaged configs by name.
 - `physiomae.evaluation`: linear probes, metrics, analyses and the evaluation run behind eval.py.
 - `physiomae.model_card`, `physiomae.hub`: model cards and Hub export / push.
 

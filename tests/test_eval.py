@@ -85,13 +85,14 @@ def synthetic_windows(num_records: int, windows_per_record: int, seed: int) -> d
 def synthetic_dataset_dict(num_train_records=12, num_test_records=6, windows_per_record=8):
     import datasets
 
-    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_features
+    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
 
-    features = make_features(extractor_layout(default_feature_extractor()))  # the builder's own row schema
+    extractor = default_feature_extractor()
+    info = make_info(extractor_layout(extractor), extractor)  # the builder's own row schema and metadata
     return datasets.DatasetDict(
         {
-            "probe_train": datasets.Dataset.from_dict(synthetic_windows(num_train_records, windows_per_record, 1), features=features),
-            "probe_test": datasets.Dataset.from_dict(synthetic_windows(num_test_records, windows_per_record, 2), features=features),
+            "probe_train": datasets.Dataset.from_dict(synthetic_windows(num_train_records, windows_per_record, 1), info=info),
+            "probe_test": datasets.Dataset.from_dict(synthetic_windows(num_test_records, windows_per_record, 2), info=info),
         }
     )
 

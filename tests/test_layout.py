@@ -80,3 +80,45 @@ def test_no_import_cycles_and_nothing_imports_a_script_or_test():
     for path in (ROOT / "benchmarks").glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "from tests" not in text and "import tests" not in text, f"{path.name} imports test code"
+
+
+def test_no_module_compares_strategy_names():
+    """Strategies differ only through their record in physiomae/strategies.py: no `strategy == "mae"`,
+    `strategy in (...)` or `strategy.startswith(...)` anywhere else."""
+    from physiomae.strategies import STRATEGY_NAMES
+
+    found = []
+    for name, path in our_modules().items():
+        if name == "physiomae.strategies":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                constants = [item for item in [node.left, *node.comparators] if isinstance(item, ast.Constant)]
+                constants += [element for item in node.comparators if isinstance(item, (ast.Tuple, ast.List, ast.Set))
+                              for element in item.elts if isinstance(element, ast.Constant)]
+                if any(constant.value in STRATEGY_NAMES for constant in constants):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "startswith"
+                    and any(isinstance(arg, ast.Constant) and arg.value == "contrastive_" for arg in node.args)):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"strategy names compared outside physiomae/strategies.py at {found}"
+
+
+def test_every_strategy_record_builds_its_model():
+    from helpers import tiny_config
+    from physiomae.strategies import STRATEGIES, get_strategy
+
+    for strategy in STRATEGIES.values():
+        config = tiny_config()
+        strategy.configure(config)
+        assert all(getattr(config, key) == value for key, value in strategy.config_changes.items())
+        model = strategy.load_model_class()(config)
+        assert type(model).__name__ == strategy.model_class
+        assert hasattr(model, "set_target_statistics") or not strategy.reconstructs, strategy.name
+    single = tiny_config(modalities={"eeg": ["C4-M1"]})
+    try:
+        get_strategy("contrastive_loo").configure(single)
+    except ValueError as error:
+        assert "at least 2 modalities" in str(error)
+    else:
+        raise AssertionError("a one-modality contrastive model was accepted")

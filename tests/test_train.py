@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from physiomae.training.checkpoints import list_checkpoints
+from physiomae.training.data import held_out_record_rows
+
 NUM_CHANNELS, WINDOW_LENGTH, SAMPLING_RATE = 13, 3000, 100
 
 
@@ -25,12 +28,13 @@ def synthetic_windows(num_windows: int, seed: int) -> np.ndarray:
 
 
 def write_tiny_dataset(path, num_pretrain: int = 48, num_probe: int = 8, seed: int = 0, nan_window: int | None = None):
-    """A DatasetDict in the builder's row schema (physionet2018.make_features) (pretrain / probe_train / probe_test) saved with save_to_disk."""
+    """A DatasetDict in the builder's row schema and metadata (physionet2018.make_info) (pretrain / probe_train / probe_test) saved with save_to_disk."""
     import datasets
 
-    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_features
+    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
 
-    features = make_features(extractor_layout(default_feature_extractor()))  # the builder's own row schema
+    extractor = default_feature_extractor()
+    info = make_info(extractor_layout(extractor), extractor)  # the builder's own row schema and metadata
 
     def split(prefix: str, count: int, split_seed: int):
         windows = synthetic_windows(count, split_seed)
@@ -46,7 +50,7 @@ def write_tiny_dataset(path, num_pretrain: int = 48, num_probe: int = 8, seed: i
             "sex": [index % 2 for index in range(count)],
             "record": [f"{prefix}00-{index // 8:04d}" for index in range(count)],
             "window": [index % 8 for index in range(count)],
-        }, features=features)
+        }, info=info)
 
     dataset = datasets.DatasetDict({
         "pretrain": split("te", num_pretrain, seed),
@@ -239,7 +243,7 @@ def test_crash_mid_save_then_resume_reproduces_the_uninterrupted_run(tiny_datase
     monkeypatch.setattr(Accelerator, "save_state", original_save_state)
     checkpoints = interrupted / "checkpoints"
     assert (checkpoints / ".tmp-checkpoint-6").is_dir()
-    assert [path.name for path in train.list_checkpoints(checkpoints)] == ["checkpoint-2", "checkpoint-4"]
+    assert [path.name for path in list_checkpoints(checkpoints)] == ["checkpoint-2", "checkpoint-4"]
     assert len(read_log(interrupted / "train_log.jsonl")) == 6  # steps 5 and 6 ran past the last good checkpoint
 
     with pytest.raises(FileExistsError, match="resume_from_checkpoint"):
@@ -311,7 +315,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_dataset, tmp_path):
     assert "Traceback" not in output
     import train
 
-    checkpoints = train.list_checkpoints(output_dir / "checkpoints")
+    checkpoints = list_checkpoints(output_dir / "checkpoints")
     assert len(checkpoints) == 1
     state = json.loads((checkpoints[0] / "trainer_state.json").read_text())
     assert state["global_step"] == read_log(log_path)[-1]["step"] >= 2
@@ -347,6 +351,32 @@ def test_data_dir_is_built_with_the_dataset_builder_first(tmp_path):
     seen = [sample for entry in read_log(output_dir / "sample_ids" / "rank_0.jsonl") if "sample_ids" in entry
             for batch in entry["sample_ids"] for sample in batch]
     assert seen and all(sample.startswith("te") for sample in seen), seen  # pretraining uses the unlabelled te* records
+
+
+def test_export_carries_the_preprocessing_the_dataset_was_built_with(tmp_path):
+    """A dataset built with other extractor settings (`--feature_extractor`) records them; every export trained on
+    it (and random_init given it) saves them as its preprocessor_config.json, restricted to the model's channels."""
+    from transformers import AutoFeatureExtractor
+
+    from dataset_scripts import physionet2018
+    from dataset_scripts.synthetic_psg import write_cohort
+
+    cohort = tmp_path / "cohort"
+    write_cohort(cohort, n_train=1, n_test=1, hours=0.05, seed=3)
+    settings = {"clip_value": 7.5, "filter_order": 3, "min_distinct_values": 4}
+    with pytest.raises(ValueError, match="neither a preprocessor_config.json"):
+        physionet2018.read_extractor_settings("clip_value=7.5")
+    assert physionet2018.main(["build", "--data_dir", str(cohort), "--output_dir", str(tmp_path / "built"),
+                               "--feature_extractor", json.dumps(settings)]) == 0
+    for strategy, extra in (("mae", ["--max_steps", 1]), ("random_init", [])):
+        output_dir = tmp_path / strategy
+        run_train([TINY_YAML, "--strategy", strategy, "--dataset_dir", tmp_path / "built", "--output_dir", output_dir,
+                   "--per_device_batch_size", 2, "--report_to", "none", "--disable_tqdm", "--save_steps", 0,
+                   "--modalities", "eeg", "ecg", *extra])
+        saved = json.loads((output_dir / "export" / "preprocessor_config.json").read_text())
+        assert {key: saved[key] for key in settings} == settings, strategy
+        assert dict(saved["modalities"]) == json.loads((output_dir / "export" / "config.json").read_text())["modalities"]
+        assert AutoFeatureExtractor.from_pretrained(output_dir / "export", trust_remote_code=True).clip_value == 7.5
 
 
 def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path):
@@ -485,11 +515,11 @@ def test_model_arguments_pass_decoder_and_target_through_and_held_out_records_fo
                                                                 PhysioMAEConfig().reconstruction_target)
 
     pretrain = datasets.load_from_disk(str(tiny_dataset))["pretrain"]  # records te00-0000 .. te00-0002
-    held_rows, num_records, why = train.held_out_record_rows(pretrain, 0.5)  # sha1 share of 0000, 0001: ~0.17
+    held_rows, num_records, why = held_out_record_rows(pretrain, 0.5)  # sha1 share of 0000, 0001: ~0.17
     assert num_records == 2 and why == ""
     assert sorted(set(np.asarray(pretrain["record"])[held_rows])) == ["te00-0000", "te00-0001"]
     for fraction, reason in ((0.1, "no record"), (0.99, "every record"), (0.0, "is 0")):
-        held_rows, num_records, why = train.held_out_record_rows(pretrain, fraction)
+        held_rows, num_records, why = held_out_record_rows(pretrain, fraction)
         assert held_rows is None and num_records == 0 and reason in why
     with pytest.raises(ValueError, match="reconstruction_eval_fraction"):
         train.parse_arguments([TINY_YAML, "--output_dir", str(tmp_path), "--dataset_dir", "d",

@@ -33,12 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from dataset_scripts.labels import STAGE_NAMES
 from dataset_scripts.physionet2018 import record_split_position
-from modeling_physiomae.configuration_physiomae import DEFAULT_MODALITIES
-
-# The channel order of the dataset builder's `input_values` (13 channels, 6 modalities).
-DATASET_MODALITIES: dict[str, list[str]] = {name: list(channels) for name, channels in DEFAULT_MODALITIES.items()}
-DATASET_CHANNEL_NAMES: list[str] = [channel for channels in DATASET_MODALITIES.values() for channel in channels]
-DATASET_MODALITY_NAMES: list[str] = list(DATASET_MODALITIES)
+from physiomae.saved_dataset import ChannelMapping, DatasetLayout
 
 # Binary age task: "older" means age >= this many years (the cohort's mean age is about 55; 60 is a common
 # clinical cut-off for "older adult" and splits the PhysioNet 2018 cohort into two groups of similar size).
@@ -156,55 +151,6 @@ def record_split_is_test(record: str, test_fraction: float = 0.22) -> bool:
     return record_split_position(record) < test_fraction
 
 
-# ----------------------------------------------------------------------------------------------- channel mapping
-@dataclass(frozen=True)
-class ChannelMapping:
-    """How the dataset's channels feed a model whose config may hold a subset of them (unimodal models).
-
-    Attributes:
-        dataset_channel_index (`list[int]`): for each model channel (config order), its index in the dataset.
-        model_modality_names (`list[str]`): the model's modalities in config order.
-        modality_channel_index (`list[list[int]]`): for each model modality, the dataset indices of its channels.
-    """
-
-    dataset_channel_index: list[int]
-    model_modality_names: list[str]
-    modality_channel_index: list[list[int]]
-
-    @classmethod
-    def for_config(cls, config, dataset_channel_names: Sequence[str] = DATASET_CHANNEL_NAMES) -> "ChannelMapping":
-        lookup = {name.lower(): index for index, name in enumerate(dataset_channel_names)}
-        missing = [name for name in config.channel_names if name.lower() not in lookup]
-        if missing:
-            raise ValueError(
-                f"model channels {missing} are not in the dataset's channels {list(dataset_channel_names)}"
-            )
-        modality_channel_index = [
-            [lookup[channel.lower()] for channel in channels] for channels in config.modalities.values()
-        ]
-        return cls(
-            dataset_channel_index=[lookup[name.lower()] for name in config.channel_names],
-            model_modality_names=list(config.modalities),
-            modality_channel_index=modality_channel_index,
-        )
-
-    def model_inputs(
-        self, input_values: np.ndarray, channel_mask: np.ndarray, removed_modality: str | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Dataset batch -> the model's `input_values` (batch, model_channels, samples) and modality mask.
-
-        A model modality is present when any of its channels is present in the window; `removed_modality`
-        (a modality name) is additionally marked absent, as at test time when that sensor is missing.
-        """
-        model_values = input_values[:, self.dataset_channel_index, :]  # (batch, model_channels, samples)
-        modality_mask = np.stack(
-            [channel_mask[:, indices].any(axis=1) for indices in self.modality_channel_index], axis=1
-        )  # (batch, model_modalities)
-        if removed_modality is not None and removed_modality in self.model_modality_names:
-            modality_mask[:, self.model_modality_names.index(removed_modality)] = False
-        return model_values, modality_mask
-
-
 # ----------------------------------------------------------------------------------------------- embeddings
 @dataclass
 class EncodedSplit:
@@ -227,17 +173,18 @@ def encode_windows(
     split,
     batch_size: int = 64,
     removed_modality: str | None = None,
-    dataset_channel_names: Sequence[str] = DATASET_CHANNEL_NAMES,
+    layout: DatasetLayout | None = None,
     device: torch.device | str | None = None,
 ) -> EncodedSplit:
     """Frozen-encoder pooled embeddings (`pooler_output`) of every window of `split`.
 
     The encoder is a `PhysioMAEModel`; it runs in eval mode, without masking, on all present modalities
-    (minus `removed_modality`). Dataset channels are mapped to the model's channels by name.
+    (minus `removed_modality`). Dataset channels are mapped to the model's channels by name (`layout`: the
+    split's own, `DatasetLayout.of(split)`, by default).
     """
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
     encoder.eval()
-    mapping = ChannelMapping.for_config(encoder.config, dataset_channel_names)
+    mapping = ChannelMapping.for_config(encoder.config, layout or DatasetLayout.of(split))
     embedding_chunks, empty_chunks = [], []
     for input_values, channel_mask in iterate_signal_batches(split, batch_size):
         model_values, modality_mask = mapping.model_inputs(input_values, channel_mask, removed_modality)
@@ -272,9 +219,10 @@ LOW_FREQUENCY_MODALITIES = ("resp", "spo2")
 
 
 def band_power_feature_names(
-    dataset_modalities: dict[str, list[str]] = DATASET_MODALITIES,
+    dataset_modalities: dict[str, list[str]] | None = None,
 ) -> list[tuple[str, str, str]]:
-    """`(modality, channel, band)` of every baseline feature, in feature order."""
+    """`(modality, channel, band)` of every baseline feature, in feature order (default: the default layout)."""
+    dataset_modalities = dataset_modalities or DatasetLayout().modalities
     names = []
     for modality, channels in dataset_modalities.items():
         bands = dict(EEG_BANDS)
@@ -288,13 +236,14 @@ def band_power_feature_names(
 def band_power_features(
     input_values: np.ndarray,
     sampling_rate: int = 100,
-    dataset_modalities: dict[str, list[str]] = DATASET_MODALITIES,
+    dataset_modalities: dict[str, list[str]] | None = None,
 ) -> np.ndarray:
     """Log band powers per channel: `(batch, channels, samples)` -> `(batch, num_features)` float32.
 
     Welch periodogram with 10-s segments (0.1 Hz resolution, so the low-frequency bands are resolved in a
     30-s window), power summed inside each band, `log(power + 1e-8)`.
     """
+    dataset_modalities = dataset_modalities or DatasetLayout().modalities
     segment_length = min(input_values.shape[-1], 10 * sampling_rate)
     frequencies, power = welch(input_values, fs=sampling_rate, nperseg=segment_length, axis=-1)
     # power: (batch, channels, frequencies)
@@ -314,13 +263,17 @@ def band_power_features(
     return np.stack(features, axis=1).astype(np.float32)  # (batch, num_features)
 
 
-def compute_band_power_split(split, batch_size: int = 256, sampling_rate: int = 100) -> np.ndarray:
-    """Baseline features of every window of `split`."""
-    chunks = [band_power_features(values, sampling_rate) for values, _ in iterate_signal_batches(split, batch_size)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, len(band_power_feature_names())), np.float32)
+def compute_band_power_split(split, batch_size: int = 256, layout: DatasetLayout | None = None) -> np.ndarray:
+    """Baseline features of every window of `split` (its channels and sampling rate: `layout`, default the split's)."""
+    layout = layout or DatasetLayout.of(split)
+    sampling_rate = int(layout.sampling_rate or 100)
+    chunks = [band_power_features(values, sampling_rate, layout.modalities)
+              for values, _ in iterate_signal_batches(split, batch_size)]
+    return (np.concatenate(chunks) if chunks
+            else np.zeros((0, len(band_power_feature_names(layout.modalities))), np.float32))
 
 
-def band_power_feature_modality(dataset_modalities: dict[str, list[str]] = DATASET_MODALITIES) -> np.ndarray:
+def band_power_feature_modality(dataset_modalities: dict[str, list[str]] | None = None) -> np.ndarray:
     """Modality name of each baseline feature, `(num_features,)`."""
     return np.asarray([modality for modality, _, _ in band_power_feature_names(dataset_modalities)], dtype=object)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_write_json, atomic_write_text
+from ..saved_dataset import ChannelMapping, DatasetLayout, build_report, load_splits, locate_saved_dataset
 from . import probing
 from .analysis import modality_tuning, plot_block_matrix, plot_modality_tuning, rollout_analysis
 from ..model_card import ModelCardInputs, TaskCardResult, render_model_card
@@ -211,34 +211,25 @@ class ProbeData:
     is_real_segments: bool = False
     notes: list[str] = field(default_factory=list)
     report: dict = field(default_factory=dict)
+    layout: DatasetLayout = field(default_factory=DatasetLayout)  # the splits' channels and modalities
 
 
 def load_probe_data(dataset_dir: str | Path) -> ProbeData:
-    """`probe_train` / `probe_test` of a dataset saved by the builder (`load_from_disk`)."""
-    from datasets import load_from_disk
-
-    dataset_dir = Path(dataset_dir)
-    if not (dataset_dir / "dataset_dict.json").is_file() and (dataset_dir / "dataset" / "dataset_dict.json").is_file():
-        dataset_dir = dataset_dir / "dataset"  # the builder's output folder (dataset/ + build_report.json)
-    if not (dataset_dir / "dataset_dict.json").is_file():
-        raise FileNotFoundError(f"--dataset_dir {dataset_dir}: no DatasetDict saved with save_to_disk (dataset_dict.json)")
-    dataset = load_from_disk(str(dataset_dir))
-    missing = [name for name in ("probe_train", "probe_test") if name not in dataset]
-    if missing:
-        raise ValueError(f"dataset {dataset_dir} lacks split(s) {missing}; it has {list(dataset)}")
-    train, test = dataset["probe_train"], dataset["probe_test"]
-    check_dataset_layout(train, dataset_dir)
-    notes = []
+    """`probe_train` / `probe_test` of a dataset saved by the builder (`physiomae.saved_dataset`), in the layout it
+    records (the same datasets train.py reads)."""
+    dataset_dir = locate_saved_dataset(dataset_dir)
+    try:
+        splits = load_splits(dataset_dir, ["probe_train", "probe_test"])
+    except KeyError as error:
+        raise ValueError(f"dataset {dataset_dir}: {error.args[0]}") from None
+    train, test = splits["probe_train"], splits["probe_test"]
+    layout = DatasetLayout.of(train)
+    if DatasetLayout.of(test).modalities != layout.modalities:
+        raise ValueError(f"dataset {dataset_dir}: probe_train and probe_test record different channel layouts")
     description = f"dataset {dataset_dir} (probe_train / probe_test)"
-    for report_path in (dataset_dir / "build_report.json", dataset_dir.parent / "build_report.json"):
-        if report_path.is_file():
-            try:
-                source = json.loads(report_path.read_text()).get("data_dir")
-            except (OSError, ValueError):
-                source = None
-            if source:
-                description = f"the probe_train / probe_test splits built from {source} ({dataset_dir})"
-            break
+    source = (build_report(dataset_dir) or {}).get("data_dir")
+    if source:
+        description = f"the probe_train / probe_test splits built from {source} ({dataset_dir})"
     # A dataset built from the real 60-s excerpts (records seg-NNNN) has no subject identity.
     real_segments = any(str(record).startswith("seg-") for record in list(train[:50]["record"]) + list(test[:50]["record"]))
     return ProbeData(
@@ -248,24 +239,9 @@ def load_probe_data(dataset_dir: str | Path) -> ProbeData:
         probing.read_split_table(test),
         description=description,
         is_real_segments=real_segments,
-        notes=notes + ([SUBJECT_IDENTITY_NOTE] if real_segments else []),
+        notes=[SUBJECT_IDENTITY_NOTE] if real_segments else [],
+        layout=layout,
     )
-
-
-def check_dataset_layout(split, dataset_dir) -> None:
-    """The builder writes windows in the default channel order; a dataset that records other channel names in
-    its info metadata (`channel_names` in `info.description` JSON, as train.py reads it) is refused clearly."""
-    description = getattr(getattr(split, "info", None), "description", None) or ""
-    try:
-        metadata = json.loads(description) if description.strip().startswith("{") else {}
-    except ValueError:
-        metadata = {}
-    channel_names = metadata.get("channel_names")
-    if channel_names is not None and list(channel_names) != probing.DATASET_CHANNEL_NAMES:
-        raise ValueError(
-            f"dataset {dataset_dir}: channel order {channel_names} differs from the builder's "
-            f"{probing.DATASET_CHANNEL_NAMES}; eval.py expects the builder's layout"
-        )
 
 
 def _real_segment_names(segments_dir: Path, limit: int | None) -> list[str]:
@@ -329,6 +305,7 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
         ),
         is_real_segments=True,
         notes=[SUBJECT_IDENTITY_NOTE],
+        layout=DatasetLayout.of(table),
         report={
             "segments_requested": len(names),
             "segments_skipped": skipped,
@@ -372,8 +349,8 @@ def encoder_variant_features(
     encoded_test = []
     for encoder in encoders:
         label = "+".join(encoder.config.modality_names)
-        train = probing.encode_windows(encoder, data.train_split, batch_size)
-        test = probing.encode_windows(encoder, data.test_split, batch_size)
+        train = probing.encode_windows(encoder, data.train_split, batch_size, layout=data.layout)
+        test = probing.encode_windows(encoder, data.test_split, batch_size, layout=data.layout)
         if train.empty_windows.all():
             raise ValueError(f"encoder with modalities {encoder.config.modality_names} sees no probe-train window")
         fill_value = train.embeddings[~train.empty_windows].mean(axis=0)
@@ -395,7 +372,8 @@ def encoder_variant_features(
             if encoder.config.modality_names == [modality]:
                 blocks.append(np.broadcast_to(fill_value, full_block.shape).copy())  # the whole block is gone
                 continue
-            removed = probing.encode_windows(encoder, data.test_split, batch_size, removed_modality=modality)
+            removed = probing.encode_windows(encoder, data.test_split, batch_size, removed_modality=modality,
+                                             layout=data.layout)
             blocks.append(_fill_empty(removed.embeddings, removed.empty_windows, fill_value))
         if not any_change:
             features.not_removable[modality] = "the variant does not use this modality"
@@ -408,11 +386,11 @@ def encoder_variant_features(
 
 def band_power_variant_features(data: ProbeData, removable: Sequence[str], robustness: bool) -> VariantFeatures:
     """The hand-crafted baseline; a removed modality's features take their probe-train means."""
-    train = probing.compute_band_power_split(data.train_split)
-    test = probing.compute_band_power_split(data.test_split)
+    train = probing.compute_band_power_split(data.train_split, layout=data.layout)
+    test = probing.compute_band_power_split(data.test_split, layout=data.layout)
     features = VariantFeatures(train, test)
     if robustness:
-        feature_modality = probing.band_power_feature_modality()
+        feature_modality = probing.band_power_feature_modality(data.layout.modalities)
         train_mean = train.mean(axis=0)
         for modality in removable:
             columns = feature_modality == modality
@@ -551,13 +529,21 @@ RECONSTRUCTION_DEFINITION = (
 RECONSTRUCTION_COLUMN = "rel. recon. error (1-R²)"
 
 
-def reconstruction_columns(row: dict) -> dict:
-    """comparison.json fields of a row's reconstruction error (all None when not measured)."""
+def reconstruction_columns(row: dict, modalities: Sequence[str]) -> dict:
+    """comparison.json fields of a row's reconstruction error for each of `modalities` (None when not measured)."""
     reconstruction = row.get("reconstruction") or {}
     columns = {"relative_reconstruction_error.mean": reconstruction.get("relative_reconstruction_error_mean")}
-    for modality in probing.DATASET_MODALITY_NAMES:
+    for modality in modalities:
         columns[f"relative_reconstruction_error.{modality}"] = (reconstruction.get("relative_reconstruction_error") or {}).get(modality)
     return columns
+
+
+def reconstruction_modalities(rows: list[dict]) -> list[str]:
+    """The modalities with a reconstruction error in any of `rows`, in the order they first appear."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(((row.get("reconstruction") or {}).get("relative_reconstruction_error") or {})))
+    return list(names)
 
 
 def _reconstruction_cell(value) -> str:
@@ -566,8 +552,7 @@ def _reconstruction_cell(value) -> str:
 
 def reconstruction_markdown(rows: list[dict]) -> list[str]:
     """Per-modality table of the held-out relative reconstruction error ('-' where not measured)."""
-    modalities = [modality for modality in probing.DATASET_MODALITY_NAMES
-                  if any(modality in ((row.get("reconstruction") or {}).get("relative_reconstruction_error") or {}) for row in rows)]
+    modalities = reconstruction_modalities(rows)
     header = ["variant", "strategy", "reconstruction target", f"{RECONSTRUCTION_COLUMN}: mean"] + modalities
     lines = [f"## Held-out reconstruction: {RECONSTRUCTION_COLUMN}", "",
              f"Per modality, {RECONSTRUCTION_DEFINITION}. '-': not measured (hand-crafted baseline, contrastive or "
@@ -647,7 +632,7 @@ def robustness_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask]) ->
 # ----------------------------------------------------------------------------------------------- analyses
 def analysis_batch(data: ProbeData, encoder, num_windows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Up to `num_windows` probe-test windows with at least two of the encoder's modalities present."""
-    mapping = probing.ChannelMapping.for_config(encoder.config)
+    mapping = ChannelMapping.for_config(encoder.config, data.layout)
     chosen_values, chosen_masks, count = [], [], 0
     for input_values, channel_mask in probing.iterate_signal_batches(data.test_split, 64):
         model_values, modality_mask = mapping.model_inputs(input_values, channel_mask)
@@ -710,9 +695,10 @@ def build_task_classifier(encoder, probe: probing.FittedProbe, task: probing.Pro
 
 
 @torch.no_grad()
-def classifier_logits(classifier, input_values: np.ndarray, channel_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def classifier_logits(classifier, input_values: np.ndarray, channel_mask: np.ndarray,
+                      layout: DatasetLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits of a task classifier on dataset windows and which windows it could see (any modality present)."""
-    mapping = probing.ChannelMapping.for_config(classifier.config)
+    mapping = ChannelMapping.for_config(classifier.config, layout)
     model_values, modality_mask = mapping.model_inputs(input_values, channel_mask)
     present = modality_mask.any(axis=1)
     logits = np.full((len(model_values), classifier.config.num_labels), np.nan)
@@ -786,11 +772,12 @@ def export_task_classifiers(
 
     exported = {}
     check_input_values, check_channel_mask = next(probing.iterate_signal_batches(data.test_split, num_check_windows))
-    check_embeddings = probing.encode_windows(encoder, data.test_split.select(range(len(check_input_values)))).embeddings
+    check_embeddings = probing.encode_windows(encoder, data.test_split.select(range(len(check_input_values))),
+                                              layout=data.layout).embeddings
     for task in tasks:
         probe = probes[task.name]
         classifier = build_task_classifier(encoder, probe, task)
-        logits, seen = classifier_logits(classifier, check_input_values, check_channel_mask)
+        logits, seen = classifier_logits(classifier, check_input_values, check_channel_mask, data.layout)
         expected = probing.folded_decision_function(probe, task.num_classes, check_embeddings[seen])
         difference = float(np.abs(logits[seen] - expected).max()) if seen.any() else float("nan")
         tolerance = 1e-3 * max(1.0, float(np.abs(expected).max()) if seen.any() else 1.0)
@@ -870,10 +857,10 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
     present_in_test = data.test_table.channel_mask.any(axis=0)
     removable = [
         modality
-        for modality, channels in probing.DATASET_MODALITIES.items()
-        if any(present_in_test[probing.DATASET_CHANNEL_NAMES.index(channel)] for channel in channels)
+        for modality, channels in data.layout.modalities.items()
+        if any(present_in_test[data.layout.channel_names.index(channel)] for channel in channels)
     ]
-    absent_modalities = [modality for modality in probing.DATASET_MODALITY_NAMES if modality not in removable]
+    absent_modalities = [modality for modality in data.layout.modality_names if modality not in removable]
 
     rows, exports, analyses = [], {}, {}
     logger.info("baseline %s", BASELINE_NAME)
@@ -955,7 +942,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
         {"rank": rank, "name": row["name"], "strategy": row["strategy"], "aggregate": row["aggregate"],
          **{f"{task}.{metric}": row["tasks"][task]["metrics"].get(metric) for task in row["tasks"] for metric in row["tasks"][task]["metrics"]},
          **{f"{task}.{metric}.ci95": row["tasks"][task]["intervals"].get(metric) for task in row["tasks"] for metric in row["tasks"][task]["intervals"]},
-         **reconstruction_columns(row)}
+         **reconstruction_columns(row, data.layout.modality_names)}
         for rank, row in enumerate(rows, start=1)
     ])
     atomic_write_text(output_dir / "comparison.md", comparison_markdown(rows, tasks, skipped, data.notes))

@@ -1,0 +1,2 @@
+"""What train.py runs: `arguments` (the three argument dataclasses), `data` (the training stream of one model),
+`checkpoints`, `pretraining` (the run loop), `export` (the Hub folder, push, loss curves)."""

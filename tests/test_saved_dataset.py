@@ -1,0 +1,129 @@
+"""physiomae/saved_dataset.py: locating a saved dataset, its splits, its recorded layout, and mapping its channels to
+a model; train.py's collator and eval.py's encoder read a dataset in another channel order the same way."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from physiomae.saved_dataset import (
+    ChannelMapping, DatasetLayout, feature_extractor_settings, load_split, load_splits, locate_saved_dataset,
+)
+
+
+def write_dataset(path, modalities=None, num_windows=12, seed=0, extractor_kwargs=None):
+    """A DatasetDict with the builder's row schema and info metadata (`physionet2018.make_info`) for the
+    layout `modalities` (default: the builder's), in which every channel carries its own distinct signal."""
+    import datasets
+
+    from dataset_scripts.physionet2018 import ExtractorLayout, default_feature_extractor, make_info
+
+    extractor = default_feature_extractor(**({"modalities": modalities} if modalities else {}), **(extractor_kwargs or {}))
+    layout = ExtractorLayout(modalities=extractor.modalities, sampling_rate=100, window_seconds=30.0)
+    channels = layout.channel_names
+    random = np.random.default_rng(seed)
+    # the signal of a channel depends on its name only, so permuted layouts hold the same windows
+    base = {name: random.standard_normal((num_windows, 3000)) for name in sorted(channels)}
+    values = np.stack([base[name] for name in channels], axis=1).astype(np.float16)
+    channel_mask = np.ones((num_windows, len(channels)), dtype=bool)
+    channel_mask[::3, channels.index("ECG")] = False  # some windows lack the ECG
+    info = make_info(layout, extractor)  # the builder's schema and metadata
+
+    def split(prefix):
+        return datasets.Dataset.from_dict({
+            "input_values": values,
+            "channel_mask": channel_mask,
+            "modality_mask": layout.modality_mask(channel_mask),
+            "sleep_stage": [index % 5 for index in range(num_windows)],
+            "arousal": [0] * num_windows,
+            "age": [50.0] * num_windows,
+            "sex": [index % 2 for index in range(num_windows)],
+            "record": [f"{prefix}00-{index // 4:04d}" for index in range(num_windows)],
+            "window": [index % 4 for index in range(num_windows)],
+        }, info=info)
+
+    datasets.DatasetDict({"pretrain": split("te"), "probe_train": split("tr"), "probe_test": split("tr")}).save_to_disk(str(path))
+    return path
+
+
+PERMUTED = {"resp": ["Chest", "ABD", "AIRFLOW"], "ecg": ["ECG"], "spo2": ["SaO2"], "emg": ["Chin1-Chin2"],
+            "eog": ["E1-M2"], "eeg": ["O2-M1", "C4-M1", "C3-M2", "O1-M2", "F4-M1", "F3-M2"]}
+
+
+def test_locate_and_load_splits(tmp_path):
+    write_dataset(tmp_path / "build" / "dataset")
+    assert locate_saved_dataset(tmp_path / "build") == tmp_path / "build" / "dataset"
+    assert locate_saved_dataset(tmp_path / "build" / "dataset") == tmp_path / "build" / "dataset"
+    with pytest.raises(FileNotFoundError, match=r"--dataset_dir .*nowhere holds no dataset .*nowhere/dataset"):
+        locate_saved_dataset(tmp_path / "nowhere")
+    assert len(load_split(tmp_path / "build", "pretrain")) == 12
+    assert load_split(tmp_path / "build", "unlabelled")["record"][0].startswith("tr")  # falls back to probe_train
+    with pytest.raises(KeyError, match=r"'validation' is absent .*available splits: \['pretrain', 'probe_train', 'probe_test'\]"):
+        load_splits(tmp_path / "build", ["validation"])
+
+
+def test_layout_and_extractor_settings_are_read_from_the_dataset(tmp_path):
+    import datasets
+
+    from modeling_physiomae import PhysioMAEConfig
+
+    write_dataset(tmp_path / "d", modalities=PERMUTED, extractor_kwargs={"clip_value": 7.5})
+    split = datasets.load_from_disk(str(tmp_path / "d"))["probe_train"]
+    layout = DatasetLayout.of(split)
+    assert layout.modalities == PERMUTED and layout.channel_names[:2] == ["Chest", "ABD"] and layout.sampling_rate == 100
+    assert feature_extractor_settings(split)["clip_value"] == 7.5
+    assert DatasetLayout.of(datasets.Dataset.from_dict({"x": [1]})).modalities == PhysioMAEConfig().modalities
+    old_style = datasets.Dataset.from_dict({"x": [1]}, info=datasets.DatasetInfo(description=json.dumps(
+        {"channel_names": PhysioMAEConfig().channel_names})))  # datasets saved before `modalities` was recorded
+    assert DatasetLayout.of(old_style).modalities == PhysioMAEConfig().modalities
+
+
+def test_channel_mapping_selects_model_channels_by_name():
+    from helpers import tiny_config
+
+    layout = DatasetLayout(modalities=PERMUTED)
+    config = tiny_config()
+    mapping = ChannelMapping.for_config(config, layout)
+    values = np.arange(13)[None, :, None] * np.ones((2, 13, 4))  # value = dataset channel index
+    channel_mask = np.ones((2, 13), dtype=bool)
+    channel_mask[1, layout.channel_names.index("ECG")] = False
+    model_values, modality_mask = mapping.model_inputs(values, channel_mask, removed_modality="eog")
+    picked = [layout.channel_names[int(index)] for index in model_values[0, :, 0]]
+    assert [name.lower() for name in picked] == [name.lower() for name in config.channel_names]  # "Chest" is CHEST
+    ecg, eog = config.modality_names.index("ecg"), config.modality_names.index("eog")
+    assert modality_mask[:, ecg].tolist() == [True, False] and not modality_mask[:, eog].any()
+    without_c4 = {name: [channel for channel in channels if channel != "C4-M1"] for name, channels in PERMUTED.items()}
+    with pytest.raises(ValueError, match=r"model channels \['C4-M1'\] are not in the dataset's channels"):
+        ChannelMapping.for_config(config, DatasetLayout(modalities=without_c4))
+
+
+def test_train_collator_and_eval_encoder_read_a_permuted_dataset_like_the_builders(tmp_path):
+    """The same windows stored in another channel order (recorded in the dataset's info) give the same training
+    batches and the same frozen embeddings: train.py and eval.py share one reader."""
+    import datasets
+    import torch
+
+    from helpers import tiny_config
+    from modeling_physiomae import PhysioMAEModel
+    from physiomae.evaluation import probing
+    from physiomae.evaluation.runner import load_probe_data
+    from physiomae.training.data import ArrowWindowDataset, WindowCollator
+
+    write_dataset(tmp_path / "builder_order")
+    write_dataset(tmp_path / "permuted", modalities=PERMUTED)
+    config = tiny_config()
+    splits = {name: datasets.load_from_disk(str(tmp_path / name))["pretrain"] for name in ("builder_order", "permuted")}
+    batches = {name: ArrowWindowDataset(split, WindowCollator(config, DatasetLayout.of(split))).__getitems__(list(range(12)))
+               for name, split in splits.items()}
+    assert torch.equal(batches["builder_order"]["input_values"], batches["permuted"]["input_values"])
+    assert torch.equal(batches["builder_order"]["modality_mask"], batches["permuted"]["modality_mask"])
+    assert not batches["permuted"]["modality_mask"].all()  # the ECG gaps came through
+
+    torch.manual_seed(0)
+    encoder = PhysioMAEModel(config).eval()
+    data = {name: load_probe_data(tmp_path / name) for name in ("builder_order", "permuted")}  # eval.py's reader
+    assert data["permuted"].layout.modalities == PERMUTED
+    embeddings = {name: probing.encode_windows(encoder, item.test_split, layout=item.layout).embeddings
+                  for name, item in data.items()}
+    np.testing.assert_allclose(embeddings["builder_order"], embeddings["permuted"], rtol=0, atol=1e-6)
