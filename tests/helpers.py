@@ -31,3 +31,26 @@ def isolated_environment(hf_home: str | os.PathLike, **extra: str) -> dict[str, 
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment.update(HF_HOME=str(Path(hf_home)), HF_HUB_OFFLINE="1", **extra)
     return environment
+
+
+def builder_split(rows: dict, modalities: dict | None = None, **extractor_kwargs):
+    """A `datasets.Dataset` in the builder's row schema and metadata (`physionet2018.make_info`) for the layout of
+    `PhysioMAEFeatureExtractor(modalities=modalities, **extractor_kwargs)` (default: the builder's own).
+
+    `rows` holds `input_values` (windows, channels, samples) and optionally `channel_mask` (default: all present) and
+    any label column; `modality_mask` is derived from the channel mask as the builder derives it, absent labels are
+    -1 (unknown), `record` / `window` default to one record of consecutive windows."""
+    import datasets
+    import numpy as np
+
+    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
+
+    extractor = default_feature_extractor(**({"modalities": modalities} if modalities else {}), **extractor_kwargs)
+    layout = extractor_layout(extractor)
+    values = np.asarray(rows["input_values"], dtype=np.float16)
+    count = len(values)
+    channel_mask = np.asarray(rows.get("channel_mask", np.ones((count, len(layout.channel_names)))), dtype=bool)
+    columns = {"sleep_stage": [-1] * count, "arousal": [-1] * count, "age": [-1.0] * count, "sex": [-1] * count,
+               "record": ["te00-0000"] * count, "window": list(range(count)), **rows,
+               "input_values": values, "channel_mask": channel_mask, "modality_mask": layout.modality_mask(channel_mask)}
+    return datasets.Dataset.from_dict(columns, info=make_info(layout, extractor))

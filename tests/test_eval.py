@@ -52,7 +52,7 @@ def synthetic_windows(num_records: int, windows_per_record: int, seed: int) -> d
     """
     generator = np.random.default_rng(seed)
     time_axis = np.arange(3000) / 100.0
-    rows = {key: [] for key in ("input_values", "channel_mask", "modality_mask", "sleep_stage", "arousal", "age", "sex", "record", "window")}
+    rows = {key: [] for key in ("input_values", "channel_mask", "sleep_stage", "arousal", "age", "sex", "record", "window")}
     for record_index in range(num_records):
         age = float(generator.choice([35.0, 72.0])) if record_index != 1 else -1.0
         heart_rate_hz = 1.6 if age >= 60 else 1.0
@@ -72,7 +72,6 @@ def synthetic_windows(num_records: int, windows_per_record: int, seed: int) -> d
                 signals[11] = 0.0
             rows["input_values"].append(signals.astype(np.float16))
             rows["channel_mask"].append(channel_mask.tolist())
-            rows["modality_mask"].append([True, True, True, True, has_spo2, True])
             rows["sleep_stage"].append(stage)
             rows["arousal"].append(arousal)
             rows["age"].append(age)
@@ -85,16 +84,12 @@ def synthetic_windows(num_records: int, windows_per_record: int, seed: int) -> d
 def synthetic_dataset_dict(num_train_records=12, num_test_records=6, windows_per_record=8):
     import datasets
 
-    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
+    from helpers import builder_split  # the builder's row schema and metadata
 
-    extractor = default_feature_extractor()
-    info = make_info(extractor_layout(extractor), extractor)  # the builder's own row schema and metadata
-    return datasets.DatasetDict(
-        {
-            "probe_train": datasets.Dataset.from_dict(synthetic_windows(num_train_records, windows_per_record, 1), info=info),
-            "probe_test": datasets.Dataset.from_dict(synthetic_windows(num_test_records, windows_per_record, 2), info=info),
-        }
-    )
+    return datasets.DatasetDict({
+        "probe_train": builder_split(synthetic_windows(num_train_records, windows_per_record, 1)),
+        "probe_test": builder_split(synthetic_windows(num_test_records, windows_per_record, 2)),
+    })
 
 
 @pytest.fixture(scope="module")

@@ -7,41 +7,31 @@ import json
 import numpy as np
 import pytest
 
+from modeling_physiomae import PhysioMAEConfig
 from physiomae.saved_dataset import (
     ChannelMapping, DatasetLayout, feature_extractor_settings, load_split, load_splits, locate_saved_dataset,
 )
 
 
 def write_dataset(path, modalities=None, num_windows=12, seed=0, extractor_kwargs=None):
-    """A DatasetDict with the builder's row schema and info metadata (`physionet2018.make_info`) for the
-    layout `modalities` (default: the builder's), in which every channel carries its own distinct signal."""
+    """A DatasetDict in the builder's schema and metadata (`helpers.builder_split`) for the layout `modalities`
+    (default: the builder's), in which every channel carries its own signal, whatever its position."""
     import datasets
 
-    from dataset_scripts.physionet2018 import ExtractorLayout, default_feature_extractor, make_info
+    from helpers import builder_split
 
-    extractor = default_feature_extractor(**({"modalities": modalities} if modalities else {}), **(extractor_kwargs or {}))
-    layout = ExtractorLayout(modalities=extractor.modalities, sampling_rate=100, window_seconds=30.0)
-    channels = layout.channel_names
+    channels = [channel for channels in (modalities or PhysioMAEConfig().modalities).values() for channel in channels]
     random = np.random.default_rng(seed)
-    # the signal of a channel depends on its name only, so permuted layouts hold the same windows
     base = {name: random.standard_normal((num_windows, 3000)) for name in sorted(channels)}
-    values = np.stack([base[name] for name in channels], axis=1).astype(np.float16)
     channel_mask = np.ones((num_windows, len(channels)), dtype=bool)
     channel_mask[::3, channels.index("ECG")] = False  # some windows lack the ECG
-    info = make_info(layout, extractor)  # the builder's schema and metadata
+    rows = {"input_values": np.stack([base[name] for name in channels], axis=1), "channel_mask": channel_mask,
+            "sleep_stage": [index % 5 for index in range(num_windows)],
+            "window": [index % 4 for index in range(num_windows)]}
 
     def split(prefix):
-        return datasets.Dataset.from_dict({
-            "input_values": values,
-            "channel_mask": channel_mask,
-            "modality_mask": layout.modality_mask(channel_mask),
-            "sleep_stage": [index % 5 for index in range(num_windows)],
-            "arousal": [0] * num_windows,
-            "age": [50.0] * num_windows,
-            "sex": [index % 2 for index in range(num_windows)],
-            "record": [f"{prefix}00-{index // 4:04d}" for index in range(num_windows)],
-            "window": [index % 4 for index in range(num_windows)],
-        }, info=info)
+        records = [f"{prefix}00-{index // 4:04d}" for index in range(num_windows)]
+        return builder_split({**rows, "record": records}, modalities, **(extractor_kwargs or {}))
 
     datasets.DatasetDict({"pretrain": split("te"), "probe_train": split("tr"), "probe_test": split("tr")}).save_to_disk(str(path))
     return path
@@ -65,8 +55,6 @@ def test_locate_and_load_splits(tmp_path):
 
 def test_layout_and_extractor_settings_are_read_from_the_dataset(tmp_path):
     import datasets
-
-    from modeling_physiomae import PhysioMAEConfig
 
     write_dataset(tmp_path / "d", modalities=PERMUTED, extractor_kwargs={"clip_value": 7.5})
     split = datasets.load_from_disk(str(tmp_path / "d"))["probe_train"]

@@ -28,29 +28,25 @@ def synthetic_windows(num_windows: int, seed: int) -> np.ndarray:
 
 
 def write_tiny_dataset(path, num_pretrain: int = 48, num_probe: int = 8, seed: int = 0, nan_window: int | None = None):
-    """A DatasetDict in the builder's row schema and metadata (physionet2018.make_info) (pretrain / probe_train / probe_test) saved with save_to_disk."""
+    """A DatasetDict in the builder's row schema and metadata (`helpers.builder_split`) (pretrain / probe_train /
+    probe_test) saved with save_to_disk."""
     import datasets
 
-    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
-
-    extractor = default_feature_extractor()
-    info = make_info(extractor_layout(extractor), extractor)  # the builder's own row schema and metadata
+    from helpers import builder_split
 
     def split(prefix: str, count: int, split_seed: int):
         windows = synthetic_windows(count, split_seed)
         if nan_window is not None and prefix == "te":
             windows[:] = np.nan
-        return datasets.Dataset.from_dict({
+        return builder_split({
             "input_values": windows,
-            "channel_mask": np.ones((count, NUM_CHANNELS), dtype=bool),
-            "modality_mask": np.ones((count, 6), dtype=bool),
             "sleep_stage": [index % 5 for index in range(count)],
             "arousal": [0] * count,
             "age": [50.0] * count,
             "sex": [index % 2 for index in range(count)],
             "record": [f"{prefix}00-{index // 8:04d}" for index in range(count)],
             "window": [index % 8 for index in range(count)],
-        }, info=info)
+        })
 
     dataset = datasets.DatasetDict({
         "pretrain": split("te", num_pretrain, seed),
