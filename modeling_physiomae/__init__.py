@@ -1,6 +1,7 @@
 """PhysioMAE: a multimodal masked-autoencoder foundation model for polysomnography.
 
-Importing this package registers the model with transformers' Auto classes.
+Importing this package registers the model with transformers' Auto classes, the feature extractor for
+`AutoFeatureExtractor` saves (so its folders carry their code and auto_map), and the `sleep-staging` pipeline.
 """
 
 from transformers import (
@@ -20,12 +21,15 @@ from .modeling_physiomae import (
     PhysioMAEModel,
     PhysioMAEPreTrainedModel,
 )
+from .pipeline_physiomae import SleepStagingPipeline, register_pipeline
 
 AutoConfig.register(PhysioMAEConfig.model_type, PhysioMAEConfig, exist_ok=True)
 AutoModel.register(PhysioMAEConfig, PhysioMAEModel, exist_ok=True)
 AutoModelForPreTraining.register(PhysioMAEConfig, PhysioMAEForPreTraining, exist_ok=True)
 AutoModelForSequenceClassification.register(PhysioMAEConfig, PhysioMAEForSequenceClassification, exist_ok=True)
 AutoFeatureExtractor.register(PhysioMAEConfig, PhysioMAEFeatureExtractor, exist_ok=True)
+PhysioMAEFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")  # save_pretrained writes code + auto_map
+register_pipeline()
 
 __all__ = [
     "DEFAULT_MODALITIES",
@@ -36,4 +40,5 @@ __all__ = [
     "PhysioMAEForSequenceClassification",
     "PhysioMAEModel",
     "PhysioMAEPreTrainedModel",
+    "SleepStagingPipeline",
 ]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
+from pathlib import Path
 
 try:  # transformers >= 5
     from transformers import PreTrainedConfig
@@ -18,6 +21,49 @@ DEFAULT_MODALITIES: dict[str, list[str]] = {
     "spo2": ["SaO2"],
     "ecg": ["ECG"],
 }
+
+# ----------------------------------------------------------------------------------------------
+# What makes a saved folder a Hub folder: the code files and the auto_map entries that point into them. Every
+# save_pretrained of a PhysioMAE class (config, models, feature extractor) copies the code files found next to
+# this module and writes the auto_map, so each folder loads with trust_remote_code=True anywhere.
+# ----------------------------------------------------------------------------------------------
+HUB_CODE_FILES = (
+    "configuration_physiomae.py",
+    "modeling_physiomae.py",
+    "feature_extraction_physiomae.py",
+    "pipeline_physiomae.py",
+)
+MODEL_AUTO_MAP = {
+    "AutoConfig": "configuration_physiomae.PhysioMAEConfig",
+    "AutoModel": "modeling_physiomae.PhysioMAEModel",
+    "AutoModelForPreTraining": "modeling_physiomae.PhysioMAEForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_physiomae.PhysioMAEForSequenceClassification",
+    "AutoFeatureExtractor": "feature_extraction_physiomae.PhysioMAEFeatureExtractor",
+}
+FEATURE_EXTRACTOR_AUTO_MAP = {"AutoFeatureExtractor": "feature_extraction_physiomae.PhysioMAEFeatureExtractor"}
+
+
+def copy_hub_code(save_directory: str | os.PathLike) -> list[str]:
+    """Copy the code files of the Hub copy found next to this module into `save_directory`; returns their names.
+
+    In a process that loaded the model with trust_remote_code, this module lives in transformers' module cache,
+    which holds only the files the loaded class imports: those are copied."""
+    source = Path(__file__).resolve().parent
+    target = Path(save_directory)
+    copied = []
+    for name in HUB_CODE_FILES:
+        if (source / name).is_file():
+            if not (target / name).is_file() or (target / name).resolve() != (source / name):
+                shutil.copyfile(source / name, target / name)
+            copied.append(name)
+    return copied
+
+
+def hub_auto_map(code_files: list[str]) -> dict[str, str]:
+    """The model auto_map entries whose module is among `code_files`."""
+    return {auto: reference for auto, reference in MODEL_AUTO_MAP.items()
+            if f"{reference.split('.')[0]}.py" in code_files}
+
 
 FUSION_MODES = ("early", "late")
 MODALITY_DROPOUT_MODES = ("batch", "sample")
@@ -312,4 +358,18 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             )
 
 
-__all__ = ["PhysioMAEConfig", "DEFAULT_MODALITIES"]
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """As `PreTrainedConfig.save_pretrained`, plus the Hub copy's code and an `auto_map` pointing into it (the
+        model classes set their fuller map before saving their config)."""
+        os.makedirs(save_directory, exist_ok=True)
+        copy_hub_code(save_directory)
+        if "auto_map" in self.__dict__:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        self.auto_map = {"AutoConfig": MODEL_AUTO_MAP["AutoConfig"]}
+        try:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:  # the live config is left as it was
+            del self.auto_map
+
+
+__all__ = ["PhysioMAEConfig", "DEFAULT_MODALITIES", "HUB_CODE_FILES", "MODEL_AUTO_MAP", "FEATURE_EXTRACTOR_AUTO_MAP"]

@@ -23,6 +23,7 @@ import copy
 import functools
 import itertools
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover - old transformers
     GradientCheckpointingLayer = nn.Module
 
-from .configuration_physiomae import PhysioMAEConfig
+from .configuration_physiomae import PhysioMAEConfig, copy_hub_code, hub_auto_map
 
 
 # ----------------------------------------------------------------------------------------------
@@ -944,6 +945,26 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
     # PhysioMAEAttention always runs torch's scaled_dot_product_attention (explicit weights only with
     # output_attentions=True), so `attn_implementation="sdpa"` is true; the config's choice is not consulted.
     _supports_sdpa = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As `PreTrainedModel.save_pretrained` (so also `push_to_hub` and Trainer checkpoints), plus what makes the
+        folder a Hub folder: the Hub copy's code files and an `auto_map` for every Auto class they provide; a
+        sleep-staging classifier also names its pipeline (`custom_pipelines`, see pipeline_physiomae.py)."""
+        os.makedirs(save_directory, exist_ok=True)
+        code_files = copy_hub_code(save_directory)
+        saved = {name: self.config.__dict__[name] for name in ("auto_map", "custom_pipelines") if name in self.config.__dict__}
+        self.config.auto_map = hub_auto_map(code_files)
+        if "pipeline_physiomae.py" in code_files and isinstance(self, PhysioMAEForSequenceClassification):
+            from .pipeline_physiomae import sleep_staging_custom_pipelines
+
+            if sleep_staging_custom_pipelines(self.config):
+                self.config.custom_pipelines = sleep_staging_custom_pipelines(self.config)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:  # the live config is left as it was
+            for name in ("auto_map", "custom_pipelines"):
+                self.config.__dict__.pop(name, None)
+            self.config.__dict__.update(saved)
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

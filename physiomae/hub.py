@@ -3,11 +3,15 @@
 The folder loads with `trust_remote_code=True` in a process that never imported this package:
 
     config.json               (with `auto_map` for AutoConfig, AutoModel, AutoModelForPreTraining,
-                               AutoModelForSequenceClassification and AutoFeatureExtractor)
+                               AutoModelForSequenceClassification and AutoFeatureExtractor; a sleep-staging
+                               classifier also with `custom_pipelines` naming the sleep-staging pipeline)
     model.safetensors         (weights only as safetensors)
     preprocessor_config.json  (the feature extractor's settings, with its own `auto_map`)
-    configuration_physiomae.py, modeling_physiomae.py, feature_extraction_physiomae.py
+    configuration_physiomae.py, modeling_physiomae.py, feature_extraction_physiomae.py, pipeline_physiomae.py
     README.md                 (optional model card)
+
+Every `save_pretrained` of our classes writes the code files and the auto_map (the Hub copy does it,
+`configuration_physiomae.copy_hub_code`); `save_for_hub` adds the atomic replacement, the card and the checks.
 
 This module is not copied to the Hub.
 """
@@ -21,20 +25,11 @@ import tempfile
 from pathlib import Path
 
 import modeling_physiomae
+from modeling_physiomae.configuration_physiomae import FEATURE_EXTRACTOR_AUTO_MAP, HUB_CODE_FILES, MODEL_AUTO_MAP
 
 PACKAGE_DIR = Path(modeling_physiomae.__file__).resolve().parent  # the Hub copy of the model
 
-CODE_FILES = ("configuration_physiomae.py", "modeling_physiomae.py", "feature_extraction_physiomae.py")
-
-MODEL_AUTO_MAP = {
-    "AutoConfig": "configuration_physiomae.PhysioMAEConfig",
-    "AutoModel": "modeling_physiomae.PhysioMAEModel",
-    "AutoModelForPreTraining": "modeling_physiomae.PhysioMAEForPreTraining",
-    "AutoModelForSequenceClassification": "modeling_physiomae.PhysioMAEForSequenceClassification",
-    "AutoFeatureExtractor": "feature_extraction_physiomae.PhysioMAEFeatureExtractor",
-}
-FEATURE_EXTRACTOR_AUTO_MAP = {"AutoFeatureExtractor": "feature_extraction_physiomae.PhysioMAEFeatureExtractor"}
-
+CODE_FILES = HUB_CODE_FILES
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *CODE_FILES)
 
 
@@ -43,12 +38,6 @@ def _default_feature_extractor(config):
     from modeling_physiomae.feature_extraction_physiomae import PhysioMAEFeatureExtractor
 
     return PhysioMAEFeatureExtractor.from_config(config)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
 
 
 def save_for_hub(model, folder, feature_extractor=None, readme_text: str | None = None) -> Path:
@@ -79,24 +68,9 @@ def save_for_hub(model, folder, feature_extractor=None, readme_text: str | None 
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the export is an ordinary folder
     try:
-        previous_auto_map = getattr(model.config, "auto_map", None)
-        model.config.auto_map = dict(MODEL_AUTO_MAP)
-        try:
-            model.save_pretrained(staging)
-        finally:
-            if previous_auto_map is None:
-                delattr(model.config, "auto_map")
-            else:
-                model.config.auto_map = previous_auto_map
-
+        # The Hub copy's save_pretrained methods write the code files and the auto_map (model and extractor).
+        model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
-        preprocessor_path = staging / "preprocessor_config.json"
-        preprocessor_config = json.loads(preprocessor_path.read_text())
-        preprocessor_config["auto_map"] = dict(FEATURE_EXTRACTOR_AUTO_MAP)
-        _write_json(preprocessor_path, preprocessor_config)
-
-        for name in CODE_FILES:
-            shutil.copyfile(PACKAGE_DIR / name, staging / name)
         if readme_text is not None:
             (staging / "README.md").write_text(readme_text)
 
@@ -108,6 +82,10 @@ def save_for_hub(model, folder, feature_extractor=None, readme_text: str | None 
         saved_config = json.loads((staging / "config.json").read_text())
         if saved_config.get("auto_map") != MODEL_AUTO_MAP:
             raise RuntimeError(f"export to {folder}: config.json has no complete auto_map ({saved_config.get('auto_map')})")
+        saved_preprocessor = json.loads((staging / "preprocessor_config.json").read_text())
+        if saved_preprocessor.get("auto_map") != FEATURE_EXTRACTOR_AUTO_MAP:
+            raise RuntimeError(f"export to {folder}: preprocessor_config.json has no auto_map "
+                               f"({saved_preprocessor.get('auto_map')})")
 
         if folder.exists():
             backup = folder.parent / f".{folder.name}.replaced-{os.getpid()}"

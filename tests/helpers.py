@@ -26,6 +26,26 @@ def tiny_config(**overrides) -> PhysioMAEConfig:
     return PhysioMAEConfig(**{**TINY_MODEL_SETTINGS, **overrides})
 
 
+HIDE_OUR_PACKAGE = """
+import json, sys
+from pathlib import Path
+
+# Forget the editable install and the repository (sys.argv[3]): this process must not see our package.
+sys.meta_path = [finder for finder in sys.meta_path if "physiomae" not in str(getattr(finder, "__module__", ""))]
+sys.path_hooks = [hook for hook in sys.path_hooks if "physiomae" not in str(getattr(hook, "__module__", ""))]
+repository = Path(sys.argv[3]).resolve()
+sys.path = [entry for entry in sys.path if entry and Path(entry).resolve() != repository]
+sys.path_importer_cache.clear()
+try:
+    import modeling_physiomae  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("modeling_physiomae is importable in the child process")
+"""
+"""Start of a child script that must load our folders through trust_remote_code only (argv[3]: the checkout)."""
+
+
 def isolated_environment(hf_home: str | os.PathLike, **extra: str) -> dict[str, str]:
     """Environment for a child process that must not see our package: no PYTHONPATH, a fresh HF_HOME, offline."""
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}

@@ -26,7 +26,7 @@ from physiomae.hub import (
     push_to_hub,
     save_for_hub,
 )
-from helpers import isolated_environment, tiny_config
+from helpers import HIDE_OUR_PACKAGE, isolated_environment, tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,24 +43,8 @@ def toy_recording(seconds: int = 65, sampling_rate: int = 200) -> dict[str, np.n
     }
 
 
-CHILD_SCRIPT = textwrap.dedent(
+CHILD_SCRIPT = HIDE_OUR_PACKAGE + textwrap.dedent(
     """
-    import json, sys
-    from pathlib import Path
-
-    # Forget the editable install and the repository: this process must not see our package.
-    sys.meta_path = [finder for finder in sys.meta_path if "physiomae" not in str(getattr(finder, "__module__", ""))]
-    sys.path_hooks = [hook for hook in sys.path_hooks if "physiomae" not in str(getattr(hook, "__module__", ""))]
-    repository = Path(sys.argv[3]).resolve()
-    sys.path = [entry for entry in sys.path if entry and Path(entry).resolve() != repository]
-    sys.path_importer_cache.clear()
-    try:
-        import modeling_physiomae  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("modeling_physiomae is importable in the child process")
-
     import numpy as np
     import torch
     from transformers import (AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining,

@@ -14,6 +14,7 @@ from modeling_physiomae import (
     PhysioMAEForSequenceClassification,
     PhysioMAEModel,
 )
+from modeling_physiomae.configuration_physiomae import HUB_CODE_FILES
 from helpers import tiny_config as shared_tiny_config
 
 SMALL_MODALITIES = {"eeg": ["C3-M2", "C4-M1"], "eog": ["E1-M2"], "resp": ["ABD", "CHEST"]}
@@ -648,7 +649,8 @@ def test_auto_model_loads_encoder_of_pretraining_and_contrastive_folders(tmp_pat
     for model in (PhysioMAEForPreTraining(tiny_config()), PhysioMAEForContrastivePreTraining(tiny_config())):
         folder = tmp_path / type(model).__name__
         model.save_pretrained(folder)
-        assert sorted(path.name for path in folder.iterdir()) == ["config.json", "model.safetensors"]
+        # a plain save_pretrained writes a Hub folder: weights, config with auto_map, and the code files
+        assert sorted(path.name for path in folder.iterdir()) == sorted(["config.json", "model.safetensors", *HUB_CODE_FILES])
         encoder = AutoModel.from_pretrained(folder)
         assert isinstance(encoder, PhysioMAEModel)
         for name, parameter in model.physiomae.state_dict().items():
