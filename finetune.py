@@ -1,90 +1,116 @@
 #!/usr/bin/env python
-"""Fine-tune PhysioMAE encoders for sleep staging with `transformers.Trainer`, against random initialisation.
+"""Fine-tune a PhysioMAE encoder for sleep staging with `transformers.Trainer`.
+
+One classifier (what a user keeps)::
+
+    python finetune.py --model_name_or_path outputs/tiny/export --dataset_dir BUILD --output_dir outputs/stager
+
+trains `PhysioMAEForSequenceClassification` from the encoder on probe-train (a validation share held out by
+record), keeps the best checkpoint by validation balanced accuracy, scores probe-test, and saves the classifier
+with its feature extractor into OUTPUT: a Hub folder that `pipeline("sleep-staging", model=OUTPUT,
+trust_remote_code=True)` and `physiomae-stage NIGHT.edf --model OUTPUT` load. OUTPUT/finetune_results.json holds
+the validation and test metrics (the `evaluate` sleep-staging metric module, as eval.py reports them).
+
+Pretrained against random initialisation (the experiment's comparison)::
 
     python finetune.py --checkpoints outputs/real_segments/runs/mae_modality_drop \
         --real_segments_dir ../shared/data/physionet2018-segments --output_dir outputs/real_segments/finetune
-    python finetune.py --checkpoints RUN_OR_MODEL_FOLDER --dataset_dir BUILD/dataset --seeds 0 1 2
 
-For every checkpoint (a train.py output folder or a saved PhysioMAE folder) and every seed, two runs with the
-same steps, learning rate, batches and split: `PhysioMAEForSequenceClassification.from_pretrained(export)`
-and the same architecture from random initialisation (the seed's init). Probe-train windows train, probe-test
-windows score (balanced accuracy, macro F1, Cohen's kappa; the real excerpts are split by sha1 of the excerpt
-name, as in eval.py). Writes OUTPUT/finetune.json and OUTPUT/finetune.md (mean and standard deviation over
-seeds, and the per-seed numbers).
+For every checkpoint (a train.py output folder or a saved PhysioMAE folder) and every seed, two runs with the same
+settings, batches and split: from the pretrained encoder and from random initialisation (the seed's init).
+Writes OUTPUT/finetune.json and OUTPUT/finetune.md (mean and standard deviation over seeds, per-seed numbers).
+Data: `--dataset_dir` (a built dataset's probe_train / probe_test) or `--real_segments_dir` (the real 60-s
+excerpts, split by sha1 of the excerpt name, as in eval.py). Settings: `physiomae.finetuning`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import set_seed
 
-from modeling_physiomae import PhysioMAEConfig, PhysioMAEForSequenceClassification
-from physiomae.evaluation import probing
-from physiomae.saved_dataset import ChannelMapping, DatasetLayout
-from physiomae.io import atomic_write_json, atomic_write_text
+from modeling_physiomae import PhysioMAEConfig, PhysioMAEFeatureExtractor, PhysioMAEForSequenceClassification
 from physiomae.evaluation.runner import discover_variants, load_probe_data, load_real_segments
+from physiomae.finetuning import (
+    STAGE_LABELS, FinetuningSettings, StagingWindows, finetune, predict_metrics, split_validation,
+)
+from physiomae.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("physiomae.finetune")
 
 
-class StagingWindows(torch.utils.data.Dataset):
-    """Labelled windows of a builder split as Trainer rows: `input_values`, `modality_mask`, `labels`."""
-
-    def __init__(self, split, config: PhysioMAEConfig):
-        mapping = ChannelMapping.for_config(config, DatasetLayout.of(split))
-        values, masks = zip(*probing.iterate_signal_batches(split, 256))
-        input_values, modality_mask = mapping.model_inputs(np.concatenate(values), np.concatenate(masks))
-        labels = probing.TASKS["sleep_staging"].labels_from_column(np.asarray(split["sleep_stage"]))
-        keep = (labels >= 0) & modality_mask.any(axis=1)
-        self.input_values = torch.from_numpy(input_values[keep])
-        self.modality_mask = torch.from_numpy(modality_mask[keep])
-        self.labels = torch.from_numpy(labels[keep]).long()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"input_values": self.input_values[index], "modality_mask": self.modality_mask[index], "labels": self.labels[index]}
+def load_feature_extractor(folder):
+    """The model folder's feature extractor (preprocessor_config.json), else one matching its config."""
+    if (Path(folder) / "preprocessor_config.json").is_file():
+        return PhysioMAEFeatureExtractor.from_pretrained(folder)
+    return PhysioMAEFeatureExtractor.from_config(PhysioMAEConfig.from_pretrained(folder))
 
 
-def staging_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    return {
-        "balanced_accuracy": float(balanced_accuracy_score(labels, predictions)),
-        "macro_f1": float(f1_score(labels, predictions, average="macro")),
-        "cohen_kappa": float(cohen_kappa_score(labels, predictions)),
-    }
+def staging_rows(data, config, validation_fraction: float):
+    """(train, validation, test) rows for a model config."""
+    train, validation = split_validation(StagingWindows(data.train_split, config), validation_fraction)
+    return train, validation, StagingWindows(data.test_split, config)
 
 
-def finetune_once(model, train_rows, test_rows, arguments, seed: int, output_dir: Path) -> dict[str, float]:
-    """One Trainer run; returns the probe-test metrics."""
-    training_arguments = TrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=arguments.max_steps,
-        per_device_train_batch_size=arguments.batch_size,
-        per_device_eval_batch_size=128,
-        learning_rate=arguments.learning_rate,
-        weight_decay=arguments.weight_decay,
-        warmup_steps=int(round(arguments.warmup_ratio * arguments.max_steps)),
-        lr_scheduler_type="cosine",
-        seed=seed,
-        use_cpu=arguments.device == "cpu",
-        save_strategy="no",
-        report_to="none",
-        logging_steps=max(1, arguments.max_steps // 5),
-        disable_tqdm=True,
-    )
-    trainer = Trainer(model=model, args=training_arguments, train_dataset=train_rows)
-    trainer.train()
-    logits = trainer.predict(test_rows).predictions
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return staging_metrics(test_rows.labels.numpy(), logits.argmax(axis=-1))
+def finetune_one(arguments, settings: FinetuningSettings, data) -> dict:
+    """--model_name_or_path: one classifier, saved into --output_dir."""
+    folder, output_dir = arguments.model_name_or_path, Path(arguments.output_dir)
+    set_seed(arguments.seeds[0])
+    model = PhysioMAEForSequenceClassification.from_pretrained(folder, **STAGE_LABELS)
+    train, validation, test = staging_rows(data, model.config, arguments.validation_fraction)
+    trainer = finetune(model, load_feature_extractor(folder), train, validation, settings,
+                       output_dir / "checkpoints", arguments.seeds[0])
+    trainer.save_model(str(output_dir))  # the best checkpoint's model + its feature extractor: a Hub folder
+    results = {"data": data.description, "model_name_or_path": str(folder), "settings": dataclasses.asdict(settings),
+               "best_checkpoint": trainer.state.best_model_checkpoint,
+               "windows": {"train": len(train), "validation": len(validation), "test": len(test)},
+               "validation": predict_metrics(trainer, validation), "test": predict_metrics(trainer, test)}
+    atomic_write_json(output_dir / "finetune_results.json", results)
+    print(f"saved the sleep-staging classifier in {output_dir}: test balanced accuracy "
+          f"{results['test']['balanced_accuracy']:.3f}, macro F1 {results['test']['macro_f1']:.3f}, kappa "
+          f"{results['test']['cohen_kappa']:.3f} ({len(test)} windows)")
+    return results
+
+
+def compare_with_random_init(arguments, settings: FinetuningSettings, data) -> dict:
+    """--checkpoints: pretrained against random initialisation over seeds."""
+    output_dir = Path(arguments.output_dir)
+    results = {"data": data.description, "settings": {**vars(arguments), **dataclasses.asdict(settings)}, "variants": {}}
+    for checkpoint in arguments.checkpoints:
+        for variant in discover_variants(checkpoint):
+            if variant.is_concatenation:
+                continue  # a concatenation of unimodal encoders is not one fine-tunable model
+            folder = variant.encoder_folders[0]
+            train, validation, test = staging_rows(data, PhysioMAEConfig.from_pretrained(folder), arguments.validation_fraction)
+            entry = {}
+            for init in ("pretrained", "random_init"):
+                runs = []
+                for seed in arguments.seeds:
+                    set_seed(seed)
+                    if init == "pretrained":
+                        model = PhysioMAEForSequenceClassification.from_pretrained(folder, **STAGE_LABELS)
+                    else:
+                        model = PhysioMAEForSequenceClassification(PhysioMAEConfig.from_pretrained(folder, **STAGE_LABELS))
+                    trainer = finetune(model, load_feature_extractor(folder), train, validation, settings,
+                                       output_dir / "runs" / variant.name / f"{init}-{seed}", seed)
+                    metrics = {key: predict_metrics(trainer, test)[key]
+                               for key in ("balanced_accuracy", "macro_f1", "cohen_kappa")}
+                    logger.info("%s %s seed %d: %s", variant.name, init, seed, metrics)
+                    runs.append({"seed": seed, **metrics})
+                entry[init] = {"runs": runs, "summary": summarise([{k: v for k, v in run.items() if k != "seed"} for run in runs])}
+            entry["difference_balanced_accuracy"] = (
+                entry["pretrained"]["summary"]["balanced_accuracy"]["mean"] - entry["random_init"]["summary"]["balanced_accuracy"]["mean"]
+            )
+            results["variants"][variant.name] = entry
+    atomic_write_json(output_dir / "finetune.json", results)
+    atomic_write_text(output_dir / "finetune.md", markdown(results))
+    print(markdown(results))
+    return results
 
 
 def summarise(runs: list[dict]) -> dict[str, dict[str, float]]:
@@ -117,20 +143,26 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoints", nargs="+", required=True)
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model_name_or_path", help="one encoder (a saved PhysioMAE folder): train and keep a classifier")
+    model.add_argument("--checkpoints", nargs="+", help="encoders to compare with random initialisation")
     parser.add_argument("--real_segments_dir")
     parser.add_argument("--real_segments_test_fraction", type=float, default=0.5)
     parser.add_argument("--real_segments_limit", type=int, help="use only N real excerpts, evenly spaced (quick runs)")
     parser.add_argument("--dataset_dir")
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max_steps", type=int, default=300)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--learning_rate", type=float, default=5e-4)
-    parser.add_argument("--weight_decay", type=float, default=0.05)
-    parser.add_argument("--warmup_ratio", type=float, default=0.1)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(one classifier: the first)")
+    parser.add_argument("--validation_fraction", type=float, default=0.2,
+                        help="share of probe-train records held out to choose the best checkpoint")
+    defaults = FinetuningSettings()
+    for item in dataclasses.fields(FinetuningSettings):
+        kind = {"bool": None}.get(type(item.default).__name__, type(item.default))
+        if kind is None:
+            parser.add_argument(f"--{item.name}", action=argparse.BooleanOptionalAction, default=getattr(defaults, item.name))
+        else:
+            parser.add_argument(f"--{item.name}", type=kind, default=getattr(defaults, item.name))
     arguments = parser.parse_args(argv)
+    settings = FinetuningSettings(**{item.name: getattr(arguments, item.name) for item in dataclasses.fields(FinetuningSettings)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if arguments.real_segments_dir:
         data = load_real_segments(arguments.real_segments_dir, arguments.real_segments_limit, arguments.real_segments_test_fraction)
@@ -138,39 +170,10 @@ def main(argv: list[str] | None = None) -> dict:
         data = load_probe_data(arguments.dataset_dir)
     else:
         parser.error("give --real_segments_dir or --dataset_dir")
-    output_dir = Path(arguments.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    results = {"data": data.description, "settings": vars(arguments), "variants": {}}
-    for checkpoint in arguments.checkpoints:
-        for variant in discover_variants(checkpoint):
-            if variant.is_concatenation:
-                continue  # a concatenation of unimodal encoders is not one fine-tunable model
-            folder = variant.encoder_folders[0]
-            config = PhysioMAEConfig.from_pretrained(folder)
-            train_rows, test_rows = StagingWindows(data.train_split, config), StagingWindows(data.test_split, config)
-            entry = {}
-            for init in ("pretrained", "random_init"):
-                runs = []
-                for seed in arguments.seeds:
-                    set_seed(seed)
-                    labels = dict(num_labels=5, id2label=dict(enumerate(probing.SLEEP_STAGE_NAMES)),
-                                  label2id={name: index for index, name in enumerate(probing.SLEEP_STAGE_NAMES)})
-                    if init == "pretrained":
-                        model = PhysioMAEForSequenceClassification.from_pretrained(folder, **labels)
-                    else:
-                        model = PhysioMAEForSequenceClassification(PhysioMAEConfig.from_pretrained(folder, **labels))
-                    metrics = finetune_once(model, train_rows, test_rows, arguments, seed, output_dir / "runs" / variant.name / f"{init}-{seed}")
-                    logger.info("%s %s seed %d: %s", variant.name, init, seed, metrics)
-                    runs.append({"seed": seed, **metrics})
-                entry[init] = {"runs": runs, "summary": summarise([{k: v for k, v in run.items() if k != "seed"} for run in runs])}
-            entry["difference_balanced_accuracy"] = (
-                entry["pretrained"]["summary"]["balanced_accuracy"]["mean"] - entry["random_init"]["summary"]["balanced_accuracy"]["mean"]
-            )
-            results["variants"][variant.name] = entry
-    atomic_write_json(output_dir / "finetune.json", results)
-    atomic_write_text(output_dir / "finetune.md", markdown(results))
-    print(markdown(results))
-    return results
+    Path(arguments.output_dir).mkdir(parents=True, exist_ok=True)
+    if arguments.model_name_or_path:
+        return finetune_one(arguments, settings, data)
+    return compare_with_random_init(arguments, settings, data)
 
 
 def cli() -> int:

@@ -6,7 +6,10 @@
 - `physiomae.training`: what train.py runs (arguments, data, the run loop, checkpoints, export).
 - `physiomae.io`: atomic file writes.
 - `physiomae.config_files`: YAML defaults for the scripts' argument parsers, packaged configs by name.
-- `physiomae.evaluation`: linear probes, metrics, analyses and the evaluation run behind eval.py.
+- `physiomae.evaluation`: linear probes, analyses and the evaluation run behind eval.py.
+- `physiomae.metrics`: the `evaluate` metric modules (sleep staging, arousal gross AUPRC) and Trainer
+  `compute_metrics`; the probes score with the same functions.
+- `physiomae.finetuning`: Trainer fine-tuning for sleep staging (finetune.py); `physiomae.stage`: physiomae-stage.
 - `physiomae.model_card`, `physiomae.hub`: model cards and Hub export / push.
 
 The model itself (what `trust_remote_code=True` loads) is the `modeling_physiomae` package; it imports nothing

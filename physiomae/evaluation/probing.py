@@ -24,7 +24,6 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from scipy.signal import welch
-from scipy.stats import rankdata
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -33,6 +32,8 @@ from sklearn.preprocessing import StandardScaler
 
 from dataset_scripts.labels import STAGE_NAMES
 from dataset_scripts.physionet2018 import record_split_position
+from physiomae.metrics.arousal_auprc.arousal_scores import binary_auroc, challenge_gross_auprc
+from physiomae.metrics.sleep_staging.staging_scores import confusion_counts, confusion_metrics
 from physiomae.saved_dataset import ChannelMapping, DatasetLayout
 
 # Binary age task: "older" means age >= this many years (the cohort's mean age is about 55; 60 is a common
@@ -374,50 +375,9 @@ def fit_probe(
 
 
 # ----------------------------------------------------------------------------------------------- metrics
-def challenge_gross_auprc(labels: np.ndarray, positive_probability: np.ndarray, digits: int = 3) -> float:
-    """Gross AUPRC as defined by the PhysioNet/CinC 2018 challenge scorer (`score_2018.py`).
-
-    Probabilities are rounded to `digits` decimals; precision and recall are computed at every threshold
-    from counts pooled over *all* samples of *all* records ("gross", not averaged per record), and the area
-    is the step sum `sum_k (recall_{k-1} - recall_k) * precision_{k-1}` while the threshold rises from 0 to 1.
-    Samples labelled -1 are ignored. Here a sample is a 30-s window. NaN when either class is absent.
-    """
-    labels = np.asarray(labels)
-    scale = 10**digits
-    bins = np.clip(np.round(np.asarray(positive_probability, dtype=np.float64) * scale).astype(np.int64), 0, scale)
-    positives = np.bincount(bins[labels > 0], minlength=scale + 1)
-    negatives = np.bincount(bins[labels == 0], minlength=scale + 1)
-    total_positives, total_negatives = positives.sum(), negatives.sum()
-    if total_positives == 0 or total_negatives == 0:
-        return float("nan")
-    # After processing bin k, predictions in bins > k count as positive.
-    true_positives = total_positives - np.cumsum(positives)
-    false_positives = total_negatives - np.cumsum(negatives)
-    recall = np.concatenate([[1.0], true_positives / total_positives])
-    predicted_positive = true_positives + false_positives
-    precision = np.empty(scale + 2)
-    precision[0] = total_positives / (total_positives + total_negatives)
-    for index in range(1, scale + 2):  # precision is carried over when nothing is predicted positive
-        count = predicted_positive[index - 1]
-        precision[index] = true_positives[index - 1] / count if count > 0 else precision[index - 1]
-    return float(np.sum((recall[:-1] - recall[1:]) * precision[:-1]))
-
-
-def binary_auroc(is_positive: np.ndarray, scores: np.ndarray) -> float:
-    """AUROC by the rank-sum (Mann-Whitney) statistic, ties counted one half; NaN without both classes.
-
-    Same value as `sklearn.metrics.roc_auc_score`, without its per-call validation cost (the bootstrap calls
-    this thousands of times).
-    """
-    is_positive = np.asarray(is_positive, dtype=bool)
-    num_positive = int(is_positive.sum())
-    num_negative = len(is_positive) - num_positive
-    if num_positive == 0 or num_negative == 0:
-        return float("nan")
-    ranks = rankdata(scores)  # average ranks for ties
-    return float((ranks[is_positive].sum() - num_positive * (num_positive + 1) / 2.0) / (num_positive * num_negative))
-
-
+# The metric computations themselves (`challenge_gross_auprc`, `binary_auroc`, `confusion_counts`,
+# `confusion_metrics`) are imported at the top from `physiomae.metrics`: the same files the `evaluate` modules
+# `sleep_staging` and `arousal_auprc` import, so eval.py and a Trainer's `compute_metrics` report the same numbers.
 def macro_auroc(labels: np.ndarray, scores: np.ndarray, num_classes: int) -> float:
     """Mean one-vs-rest AUROC over the classes that have both positives and negatives in `labels`.
 
@@ -430,32 +390,6 @@ def macro_auroc(labels: np.ndarray, scores: np.ndarray, num_classes: int) -> flo
     per_class = [binary_auroc(labels == class_index, scores[:, class_index]) for class_index in range(num_classes)]
     per_class = [value for value in per_class if np.isfinite(value)]
     return float(np.mean(per_class)) if per_class else float("nan")
-
-
-def confusion_counts(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """`(num_classes, num_classes)` counts, rows = true class, columns = predicted class."""
-    flat = np.asarray(labels, dtype=np.int64) * num_classes + np.asarray(predictions, dtype=np.int64)
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes).astype(np.float64)
-
-
-def confusion_metrics(confusion: np.ndarray) -> dict[str, float]:
-    """Balanced accuracy, macro F1 (over classes present in the labels) and Cohen's kappa from a confusion
-    matrix; the same values as scikit-learn's `balanced_accuracy_score`, `f1_score(average="macro",
-    labels=present classes, zero_division=0)` and `cohen_kappa_score`."""
-    true_counts = confusion.sum(axis=1)
-    predicted_counts = confusion.sum(axis=0)
-    present = true_counts > 0
-    correct = np.diag(confusion)
-    recall = correct[present] / true_counts[present]
-    precision_denominator = predicted_counts[present]
-    precision = np.divide(correct[present], precision_denominator, out=np.zeros_like(recall), where=precision_denominator > 0)
-    f1_denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, f1_denominator, out=np.zeros_like(recall), where=f1_denominator > 0)
-    total = confusion.sum()
-    observed = correct.sum() / total
-    expected = float((true_counts * predicted_counts).sum()) / total**2
-    kappa = (observed - expected) / (1.0 - expected) if expected < 1.0 else float("nan")
-    return {"balanced_accuracy": float(recall.mean()), "macro_f1": float(f1.mean()), "cohen_kappa": float(kappa)}
 
 
 def task_metrics(task: ProbeTask, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
