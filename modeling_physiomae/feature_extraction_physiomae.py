@@ -1,17 +1,26 @@
 """Feature extractor for PhysioMAE: raw polysomnography channels -> 30-s windows at 100 Hz.
 
-This module is the single preprocessing implementation of the project: the dataset builder calls
-`PhysioMAEFeatureExtractor.preprocess_record` / `cut_windows`, and users call the extractor itself.
-It is copied to the Hub next to the model, so it imports nothing of ours except the configuration.
+This module is the single preprocessing implementation of the project: the dataset builders call
+`PhysioMAEFeatureExtractor.preprocess_record` / `preprocess_recording` / `cut_windows`, and users call the
+extractor itself, on arrays or on files: `read_recording(path)` reads an EDF/EDF+/BDF file (`.edf`, `.bdf`, `.rec`,
+with edfio) or a WFDB record (`NAME.hea` or the record path without extension, with wfdb) into a `Recording`
+(one 1-D array, rate and physical unit per channel, start time, EDF+ annotations).
+It is copied to the Hub next to the model, so it imports nothing of ours except the configuration; edfio and wfdb
+are imported only when a file is read.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
+import os
 import re
+import warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +93,34 @@ SCALING_MODES = ("robust", "fixed", "none")
 # may take only a handful of values); the distinct-value flatness test is not applied to them.
 DEFAULT_QUANTIZED_MODALITIES: list[str] = ["spo2"]
 
+# Physical units that `fixed_scales` (and the PhysioNet 2018 data) assume, per modality. Recordings read from files
+# declare each channel's unit (EDF physical dimension, WFDB units); `preprocess_channels` converts every voltage to
+# these before preprocessing (e.g. an EEG in V is multiplied by 1e6). An empty unit, or one that is not a voltage
+# (resp.: not a percentage for SpO2), is left as it is and reported in `units_unknown`.
+MODALITY_UNITS: dict[str, str] = {"eeg": "uV", "eog": "uV", "emg": "uV", "resp": "uV", "ecg": "mV", "spo2": "%"}
+# unit text (lower case, no spaces) -> power of ten of the volt
+_VOLT_EXPONENTS: dict[str, int] = {
+    "v": 0, "volt": 0, "volts": 0,
+    "mv": -3, "millivolt": -3, "millivolts": -3,
+    "uv": -6, "\u00b5v": -6, "\u03bcv": -6, "microv": -6, "microvolt": -6, "microvolts": -6,
+    "nv": -9, "nanovolt": -9, "nanovolts": -9,
+}
+_PERCENT_UNITS = frozenset({"%", "percent", "pct", "%sat", "%spo2", "%sao2"})
+RECORDING_SUFFIXES = (".edf", ".bdf", ".rec")  # EDF/EDF+ (.edf, .rec) and BDF/BDF+ (.bdf), case-insensitive
+
+
+def unit_conversion_factor(unit: str | None, target: str) -> float | None:
+    """Factor that turns values in `unit` into `target` (`"uV"`, `"mV"`, `"V"`, `"nV"` or `"%"`); None when `unit`
+    is empty, unknown or not of the target's kind (e.g. `cmH2O` for a `uV` target)."""
+    key = re.sub(r"\s+", "", str(unit or "")).lower()
+    target_key = re.sub(r"\s+", "", str(target)).lower()
+    if target_key in _PERCENT_UNITS:
+        return 1.0 if key in _PERCENT_UNITS else None
+    if key in _VOLT_EXPONENTS and target_key in _VOLT_EXPONENTS:
+        return 10.0 ** (_VOLT_EXPONENTS[key] - _VOLT_EXPONENTS[target_key])
+    return None
+
+
 _MODALITY_PREFIX = re.compile(r"^(eeg|eog|emg)(?=.)")
 _GAUSSIAN_IQR = 1.3489795  # interquartile range of a standard normal: IQR / 1.349 estimates the std
 
@@ -139,6 +176,283 @@ class _RecordContext:
     raw_offsets: dict[str, float] = field(default_factory=dict)
 
 
+class RecordingReadError(ValueError):
+    """A recording file that cannot be used: not an EDF/BDF/WFDB file, a bad header, truncated data records, a data
+    record count that disagrees with the file, a discontinuous EDF+D, or a recording shorter than one window. The
+    message starts with the file's path; `kind` is a short category (used by the builders' reports)."""
+
+    def __init__(self, message: str, kind: str = "unreadable recording"):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Recording:
+    """
+    One recording as read from a file by `read_recording`: physical values, one rate and unit per channel.
+
+    Args:
+        signals (`list[np.ndarray]`): one 1-D float32 array per channel, in physical units (EDF: digital values
+            calibrated with the header's physical/digital ranges; WFDB: `wfdb.rdrecord` physical values, NaN where
+            the file holds WFDB's invalid value). Channels may differ in rate and so in length.
+        channel_names (`list[str]`): labels from the file (EDF signal labels, WFDB signal names), stripped.
+        sampling_rates (`list[float]`): Hz per channel.
+        units (`list[str]`): physical dimension per channel as written in the file ("" when none).
+        start_time (`datetime.datetime`, *optional*): start of the recording (None when the file does not say).
+        duration_seconds (`float`): EDF: data records x record duration; WFDB: samples / rate.
+        annotations (`list[tuple[float, float | None, str]]`): EDF+/BDF+ annotations as (onset in seconds from the
+            start, duration in seconds or None, text), sorted by onset; empty for EDF, BDF and WFDB.
+        path (`str`): the file read.
+        format (`str`): `"EDF"`, `"EDF+C"`, `"BDF"`, `"BDF+C"` ... (the header's reserved field) or `"WFDB"`.
+        skipped_channels (`list[str]`): annotation channels (`EDF Annotations`, `BDF Annotations`), not signals.
+        patient_sex (`str`, *optional*): `"F"` / `"M"` from the EDF+ patient field, None when unknown.
+        patient_age_years (`float`, *optional*): from the EDF+ birthdate and the start date, None when unknown.
+        problems (`list[str]`): what the reader noticed but could use (e.g. a truncated file read with strict=False).
+    """
+
+    signals: list[np.ndarray]
+    channel_names: list[str]
+    sampling_rates: list[float]
+    units: list[str]
+    start_time: datetime.datetime | None = None
+    duration_seconds: float = 0.0
+    annotations: list[tuple[float, float | None, str]] = field(default_factory=list)
+    path: str = ""
+    format: str = ""
+    skipped_channels: list[str] = field(default_factory=list)
+    patient_sex: str | None = None
+    patient_age_years: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.signals)
+
+
+def is_recording_path(value: Any) -> bool:
+    """True for a `str` / `os.PathLike` (what `PhysioMAEFeatureExtractor.__call__` reads as a file)."""
+    return isinstance(value, (str, os.PathLike))
+
+
+def read_recording(path: str | os.PathLike, strict: bool = True) -> Recording:
+    """
+    Read an EDF/EDF+/BDF/BDF+ file (with edfio) or a WFDB record (with wfdb) into a `Recording`.
+
+    Which reader: a name ending in `.edf`, `.rec` or `.bdf` (any case) is read as EDF/BDF, told apart by the
+    header's version field (`0` for EDF, 0xFF `BIOSEMI` for BDF); `NAME.hea`, or a record path without extension
+    whose `.hea` exists, is read as WFDB (`wfdb.rdrecord`, physical units; multi-frequency records keep each
+    channel's own rate). Any other existing file is read as EDF/BDF when its header says so.
+
+    Raises `FileNotFoundError` for a missing file and `RecordingReadError` (message starting with the path) for a
+    file that is not an EDF/BDF (bad header), truncated data records (an incomplete last record, or fewer/more
+    records than the header's count; with `strict=False` the complete records are used and the problem is listed
+    in `Recording.problems`), a discontinuous EDF+D/BDF+D, or a WFDB record wfdb cannot read. EDF annotation
+    channels are not signals: they become `annotations` and are listed in `skipped_channels`.
+    """
+    path = Path(os.fspath(path))
+    if path.suffix.lower() == ".hea":
+        return _read_wfdb_recording(path.with_suffix(""))
+    if path.suffix.lower() in RECORDING_SUFFIXES:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such EDF/BDF file")
+        return _read_edf_recording(path, strict)
+    if Path(f"{path}.hea").is_file():
+        return _read_wfdb_recording(path)
+    if path.is_file():
+        return _read_edf_recording(path, strict)
+    raise FileNotFoundError(
+        f"{path}: no such recording (EDF/BDF: a .edf/.bdf/.rec file; WFDB: NAME.hea or the record path without extension)"
+    )
+
+
+_EDF_HEADER_BYTES = 256
+
+
+def _edf_header_fields(path: Path) -> dict[str, Any]:
+    """The fixed part of an EDF/BDF header and the signal labels, read directly (for the checks edfio leaves to
+    warnings). Raises `RecordingReadError` when the file is not an EDF/BDF."""
+    with open(path, "rb") as stream:
+        head = stream.read(_EDF_HEADER_BYTES)
+        if len(head) < _EDF_HEADER_BYTES:
+            raise RecordingReadError(
+                f"{path}: not an EDF/BDF file (bad header: {len(head)} bytes, a header needs at least {_EDF_HEADER_BYTES})",
+                kind="not an EDF/BDF file",
+            )
+        version = head[:8]
+        if version == b"\xffBIOSEMI":
+            file_format = "BDF"
+        elif version.decode("ascii", "replace").strip() == "0":
+            file_format = "EDF"
+        else:
+            raise RecordingReadError(
+                f"{path}: not an EDF/BDF file (bad header: version field {version!r}; EDF starts with '0', BDF with "
+                f"0xFF 'BIOSEMI')",
+                kind="not an EDF/BDF file",
+            )
+        text = head.decode("ascii", "replace")
+        try:
+            header_bytes = int(text[184:192])
+            num_records = int(text[236:244])
+            num_signals = int(text[252:256])
+        except ValueError as error:
+            raise RecordingReadError(f"{path}: bad {file_format} header ({error})", kind="not an EDF/BDF file") from None
+        labels = stream.read(16 * max(num_signals, 0)).decode("ascii", "replace")
+    return {
+        "format": file_format,
+        "reserved": text[192:236].strip(),
+        "startdate": text[168:176],
+        "header_bytes": header_bytes,
+        "num_records": num_records,
+        "num_signals": num_signals,
+        "labels": [labels[16 * index : 16 * (index + 1)].strip() for index in range(max(num_signals, 0))],
+    }
+
+
+def _legacy_start_date(text: str) -> datetime.date | None:
+    """The EDF header's `dd.mm.yy` start date (years 85-99 are 19yy, others 20yy), None when unreadable."""
+    try:
+        day, month, year = (int(part) for part in text.strip().split("."))
+        return datetime.date(1900 + year if year >= 85 else 2000 + year, month, day)
+    except ValueError:
+        return None
+
+
+def _read_edf_recording(path: Path, strict: bool) -> Recording:
+    # optional: in a try block, so that transformers' remote-code import check does not require it for array input
+    try:
+        import edfio
+    except ImportError as error:
+        raise ImportError(f"reading {path} needs the edfio package (pip install edfio)") from error
+
+    header = _edf_header_fields(path)
+    file_format = header["format"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if file_format == "BDF":
+                edf = edfio.read_bdf(path)
+            else:
+                edf = edfio.read_edf(path, lazy_load_data=True)
+        except Exception as error:  # edfio raises ValueError / IndexError / UnicodeDecodeError for broken headers
+            raise RecordingReadError(
+                f"{path}: bad {file_format} header ({type(error).__name__}: {error})", kind="not an EDF/BDF file"
+            ) from error
+    problems: list[str] = []
+    messages = [str(warning.message) for warning in caught]
+    incomplete = any("Incomplete data record" in message for message in messages)
+    count_mismatch = header["num_records"] != -1 and header["num_records"] != edf.num_data_records
+    if incomplete or count_mismatch:
+        record_bytes = (path.stat().st_size - header["header_bytes"]) / max(edf.num_data_records, 1)
+        problem = (
+            f"truncated {file_format} data: the header announces {header['num_records']} data records, the file holds "
+            f"{edf.num_data_records} complete record(s){' and an incomplete one' if incomplete else ''} "
+            f"({path.stat().st_size} bytes)"
+            if incomplete or edf.num_data_records < header["num_records"]
+            else f"wrong data record count: the header announces {header['num_records']} data records, the file holds "
+            f"{edf.num_data_records} (about {record_bytes:.0f} bytes each)"
+        )
+        if strict:
+            kind = "EDF file truncated" if (incomplete or edf.num_data_records < header["num_records"]) else "EDF record count mismatch"
+            raise RecordingReadError(f"{path}: {problem}", kind=kind)
+        problems.append(problem)
+    if header["reserved"].upper().endswith("+D") and not edf.is_continuous:
+        raise RecordingReadError(
+            f"{path}: discontinuous {header['reserved']} recording (data records with gaps) is not supported",
+            kind="discontinuous EDF+D",
+        )
+    signals, names, rates, units = [], [], [], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for signal in edf.signals:  # ordinary signals only: annotation channels are not signals
+            if not signal.sampling_frequency > 0 or signal.samples_per_data_record == 0:
+                problems.append(f"signal {signal.label.strip()!r} holds no samples; skipped")
+                continue
+            signals.append(np.asarray(signal.data, dtype=np.float32))
+            names.append(signal.label.strip())
+            rates.append(float(signal.sampling_frequency))
+            units.append(signal.physical_dimension.strip())
+    problems += [str(warning.message) for warning in caught]
+    try:
+        annotations = [(float(item.onset), None if item.duration is None else float(item.duration), str(item.text))
+                       for item in edf.annotations]
+    except Exception as error:  # a broken annotation channel: the signals are still usable
+        annotations = []
+        problems.append(f"annotations unreadable: {error}")
+    start_date = None
+    try:
+        start_date = edf.startdate
+    except Exception:  # EDF+ anonymised start date ('X'): fall back to the legacy dd.mm.yy field
+        start_date = _legacy_start_date(header["startdate"])
+    start_time = None
+    try:
+        if start_date is not None:
+            start_time = datetime.datetime.combine(start_date, edf.starttime)
+    except Exception:
+        start_time = None
+    patient_sex, patient_age = None, None
+    try:
+        sex = edf.patient.sex
+        patient_sex = sex if sex in ("F", "M") else None
+        birthdate = edf.patient.birthdate
+        if start_date is not None:
+            patient_age = float(start_date.year - birthdate.year - ((start_date.month, start_date.day) < (birthdate.month, birthdate.day)))
+    except Exception:  # plain EDF or anonymised fields
+        pass
+    duration = float(edf.num_data_records * edf.data_record_duration)
+    del edf  # releases the memory map
+    return Recording(
+        signals=signals,
+        channel_names=names,
+        sampling_rates=rates,
+        units=units,
+        start_time=start_time,
+        duration_seconds=duration,
+        annotations=sorted(annotations, key=lambda item: item[0]),
+        path=str(path),
+        format=header["reserved"] if header["reserved"].upper().startswith(file_format + "+") else file_format,
+        skipped_channels=[label for label in header["labels"] if label in ("EDF Annotations", "BDF Annotations")],
+        patient_sex=patient_sex,
+        patient_age_years=patient_age,
+        problems=problems,
+    )
+
+
+def _read_wfdb_recording(record_path: Path) -> Recording:
+    try:  # optional, see _read_edf_recording
+        import wfdb
+    except ImportError as error:
+        raise ImportError(f"reading the WFDB record {record_path} needs the wfdb package (pip install wfdb)") from error
+
+    header_path = Path(f"{record_path}.hea")
+    if not header_path.is_file():
+        raise FileNotFoundError(f"{header_path}: no such WFDB header")
+    try:
+        header = wfdb.rdheader(str(record_path))
+        frames = [int(count or 1) for count in (header.samps_per_frame or [1] * header.n_sig)]
+        multi_frequency = any(count != 1 for count in frames)
+        record = wfdb.rdrecord(str(record_path), physical=True, smooth_frames=not multi_frequency)
+    except Exception as error:  # wfdb raises bare Exceptions / ValueErrors / OSErrors for broken records
+        raise RecordingReadError(f"{header_path}: wfdb could not read the record ({type(error).__name__}: {error})") from error
+    if multi_frequency:
+        signals = [np.asarray(values, dtype=np.float32) for values in record.e_p_signal]
+    else:
+        # (num_samples, num_channels) -> one row per channel
+        signals = [np.asarray(record.p_signal[:, index], dtype=np.float32) for index in range(record.n_sig)]
+    start_time = None
+    if record.base_time is not None and record.base_date is not None:
+        start_time = datetime.datetime.combine(record.base_date, record.base_time)
+    return Recording(
+        signals=signals,
+        channel_names=[str(name).strip() for name in record.sig_name],
+        sampling_rates=[float(record.fs) * count for count in frames],
+        units=[str(unit or "").strip() for unit in (record.units or [""] * record.n_sig)],
+        start_time=start_time,
+        duration_seconds=float(record.sig_len) / float(record.fs),
+        path=str(header_path),
+        format="WFDB",
+    )
+
+
 class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
     r"""
     Turns one overnight recording (named channels at any sampling rate) into PhysioMAE inputs: 30-s windows at
@@ -190,6 +504,13 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
        absent in the record or more than `max_invalid_fraction` of its samples there are invalid. A modality
        is present in a window when any of its channels is; its absent channels then hold zeros (the model
        sees a present modality with a silent channel, which is how a partial montage looks).
+
+    **Files and mixed rates** (`__call__` with a path, `preprocess_recording`, `preprocess_channels`): an EDF/EDF+/BDF
+    file or WFDB record is read by `read_recording`; each channel's physical unit is converted to what the scales
+    assume (`MODALITY_UNITS`: EEG/EOG/EMG/respiration uV from V/mV/uV/nV, ECG mV, SpO2 %; an empty or unknown unit is
+    left as it is and reported in `units_unknown`); channels at different rates are grouped by rate, each group goes
+    through steps 2-6 from its own rate, and the groups are merged, trimmed to the common length. Arrays with one
+    rate take exactly the path above, unchanged.
 
     Alias table (canonical name: accepted aliases; canonical names always match themselves):
 
@@ -567,6 +888,227 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
             report=report,
         )
 
+    def _unit_factors(
+        self, chosen_rows: dict[str, int], channel_names: list[str], units: list[str | None] | None
+    ) -> tuple[list[float], dict[str, dict], dict[str, str]]:
+        """
+        Conversion of each matched input channel (`chosen_rows`: canonical -> row) to the unit its modality's scales
+        assume (`MODALITY_UNITS`: EEG, EOG, EMG, respiration in uV, ECG in mV, SpO2 in %).
+
+        Returns one factor per input row (1.0 for rows that are not used, or whose unit is empty, unknown or of
+        another kind), `units` (canonical -> {"unit", "target", "factor"} for converted and already-right channels)
+        and `units_unknown` (canonical -> the unit text left as it is).
+        """
+        factors = [1.0] * len(channel_names)
+        converted: dict[str, dict] = {}
+        unknown: dict[str, str] = {}
+        if units is None:
+            return factors, converted, unknown
+        if len(units) != len(channel_names):
+            raise ValueError(f"{len(units)} units for {len(channel_names)} channels ({list(channel_names)})")
+        modality_of = dict(zip(self.channel_names, self.channel_modality))
+        for canonical in self.channel_names:
+            if canonical not in chosen_rows:
+                continue
+            row = chosen_rows[canonical]
+            unit = units[row]
+            target = MODALITY_UNITS.get(modality_of[canonical])
+            if target is None:
+                continue
+            factor = unit_conversion_factor(unit, target)
+            if factor is None:
+                unknown[canonical] = str(unit or "")
+                continue
+            factors[row] = factor
+            converted[canonical] = {"unit": str(unit), "target": target, "factor": factor}
+        if unknown:
+            logger.warning(
+                f"PhysioMAEFeatureExtractor: unknown or unexpected physical units, values used as they are: {unknown} "
+                f"(expected {MODALITY_UNITS})"
+            )
+        return factors, converted, unknown
+
+    def preprocess_channels(
+        self,
+        signals: list,
+        channel_names: list[str],
+        sampling_rates: list[float],
+        units: list[str | None] | None = None,
+        num_threads: int = 1,
+    ) -> PreprocessedRecord:
+        """
+        `preprocess_record` for channels with their own rates (and lengths) and physical units, as in EDF files.
+
+        Channels are named as in `preprocess_record` (duplicates resolved over all channels), each matched channel
+        is converted to its modality's unit (`MODALITY_UNITS`; values are untouched when the factor is 1), then the
+        channels are grouped by rate and each group goes through `preprocess_record` from its own rate to the
+        target rate (every step is per channel, so a channel's output does not depend on the other channels).
+        The groups are merged into one record, trimmed to the shortest group (at the target rate).
+
+        The report holds `preprocess_record`'s keys over all channels, with `input_sampling_rates` (input name ->
+        Hz), `input_sampling_rate` (the highest rate of a matched channel), `resample_factors` ([up, down] for one
+        rate, else "rate" -> [up, down]), `units` (canonical -> {"unit", "target", "factor"}), `units_unknown`
+        (canonical -> unit text left as it is: empty, unknown, or not of the expected kind) and `trimmed_samples`
+        (canonical -> target-rate samples cut from its end to reach the common length; only where not 0). With
+        `units=None` the values are used as they are and both unit entries are empty.
+        """
+        channel_names = [str(name) for name in channel_names]
+        if not (len(signals) == len(channel_names) == len(sampling_rates)):
+            raise ValueError(
+                f"preprocess_channels: {len(signals)} signals, {len(channel_names)} names and {len(sampling_rates)} "
+                f"sampling rates; one of each per channel"
+            )
+        if not signals:
+            raise ValueError("preprocess_channels: the recording has no signal")
+        rates = []
+        for name, rate in zip(channel_names, sampling_rates):
+            if not (isinstance(rate, (int, float, np.integer, np.floating)) and math.isfinite(rate) and rate > 0):
+                raise ValueError(f"preprocess_channels: sampling rate of {name!r} must be a positive number of Hz, got {rate!r}")
+            rates.append(float(rate))
+        durations = {name: np.shape(row)[-1] / rate if np.ndim(row) == 1 else None for name, row, rate in zip(channel_names, signals, rates)}
+        if any(duration is None for duration in durations.values()):
+            raise ValueError(f"preprocess_channels: every channel must be a 1-D array, got shapes {[np.shape(row) for row in signals]}")
+        if max(durations.values()) - min(durations.values()) > max(1.0, 1.0 / min(rates)):
+            raise ValueError(
+                f"preprocess_channels: the channels last different times (seconds: {durations}); channels at different "
+                f"rates must cover the same time"
+            )
+        chosen_rows, naming = self._match_channels(channel_names)
+        factors, converted_units, unknown_units = self._unit_factors(chosen_rows, channel_names, units)
+
+        groups: dict[float, list[tuple[str, int]]] = {}
+        for canonical in self.channel_names:  # channel order inside each group
+            if canonical in chosen_rows:
+                row = chosen_rows[canonical]
+                groups.setdefault(rates[row], []).append((canonical, row))
+
+        def converted(row: int):
+            if factors[row] == 1.0:
+                return signals[row]
+            return (np.asarray(signals[row], dtype=np.float64) * factors[row]).astype(np.float32)
+
+        # each group: canonical names, so that the per-group matching is exact and logs nothing again
+        parts: dict[float, PreprocessedRecord] = {
+            rate: self.preprocess_record(
+                [converted(row) for _, row in members], [canonical for canonical, _ in members], rate, num_threads=num_threads
+            )
+            for rate, members in groups.items()
+        }
+        if parts:
+            num_samples = min(part.num_samples for part in parts.values())
+        else:  # nothing matched: an all-absent record as long as the longest channel
+            durations = [np.shape(row)[-1] / rate for row, rate in zip(signals, rates)]
+            if max(durations) < self.window_seconds:
+                raise ValueError(
+                    f"preprocess_channels: the recording lasts {max(durations):.2f} s, shorter than one "
+                    f"{self.window_seconds:g}-s window"
+                )
+            num_samples = int(math.ceil(max(durations) * self.sampling_rate - 1e-9))
+
+        output = np.zeros((self.num_channels, num_samples), dtype=np.float32)
+        channel_present = np.zeros(self.num_channels, dtype=bool)
+        invalid_masks: dict[str, np.ndarray] = {}
+        merged: dict[str, dict] = {key: {} for key in ("nonfinite_samples", "flat_channels", "flat_windows", "scaling")}
+        trimmed: dict[str, int] = {}
+        for rate, part in parts.items():
+            members = {canonical for canonical, _ in groups[rate]}
+            for index, canonical in enumerate(self.channel_names):
+                if canonical not in members:
+                    continue
+                output[index] = part.signals[index, :num_samples]
+                channel_present[index] = part.channel_present[index]
+                if part.num_samples > num_samples:
+                    trimmed[canonical] = part.num_samples - num_samples
+                if canonical in part.invalid_sample_masks:
+                    invalid_masks[canonical] = part.invalid_sample_masks[canonical][:num_samples]
+                for key in merged:
+                    if canonical in part.report[key]:
+                        merged[key][canonical] = part.report[key][canonical]
+        matched_rates = [rates[row] for row in chosen_rows.values()] or rates
+        factors_by_rate = {rate: part.report["resample_factors"] for rate, part in parts.items()}
+        report = {
+            "input_channels": channel_names,
+            "input_sampling_rate": max(matched_rates),
+            "input_sampling_rates": dict(zip(channel_names, rates)),
+            "resample_factors": next(iter(factors_by_rate.values())) if len(factors_by_rate) == 1
+            else {f"{rate:g}": value for rate, value in sorted(factors_by_rate.items())},
+            "num_samples": num_samples,
+            "duration_seconds": num_samples / self.sampling_rate,
+            **naming,
+            **{key: {name: values[name] for name in self.channel_names if name in values} for key, values in merged.items()},
+            "absent_channels": [name for name, present in zip(self.channel_names, channel_present) if not present],
+            "units": converted_units,
+            "units_unknown": unknown_units,
+            "trimmed_samples": trimmed,
+        }
+        return PreprocessedRecord(
+            signals=output,
+            channel_present=channel_present,
+            invalid_sample_masks=invalid_masks,
+            channel_names=self.channel_names,
+            sampling_rate=self.sampling_rate,
+            report=report,
+        )
+
+    def preprocess_recording(
+        self, recording: "Recording | str | os.PathLike", channel_map: dict[str, str | None] | None = None, num_threads: int = 1
+    ) -> PreprocessedRecord:
+        """
+        `preprocess_channels` for a `Recording` (or a path, read with `read_recording`): each channel at its own rate,
+        converted from its file unit.
+
+        `channel_map` (`{file label: canonical name or None}`) renames channels before the alias matching (a label
+        is looked up as written, then normalised like channel names); None drops the channel. The report adds
+        `source` (path, format, start time, duration, annotation count, skipped annotation channels, reader
+        problems) and `channel_map` (label -> name actually applied). Errors (e.g. a recording shorter than one
+        window) are `RecordingReadError`s whose message starts with the file's path.
+        """
+        if not isinstance(recording, Recording):
+            recording = read_recording(recording)
+        names, signals, rates, units, applied = self._apply_channel_map(recording, channel_map)
+        where = recording.path or "recording"
+        if not signals:
+            raise RecordingReadError(f"{where}: no signal channel (only {recording.skipped_channels or 'nothing'})", kind="no signal channel")
+        try:
+            preprocessed = self.preprocess_channels(signals, names, rates, units, num_threads=num_threads)
+        except ValueError as error:
+            kind = "recording shorter than one window" if "shorter than one" in str(error) else "unusable recording"
+            raise RecordingReadError(f"{where}: {error}", kind=kind) from error
+        preprocessed.report["channel_map"] = applied
+        preprocessed.report["source"] = {
+            "path": recording.path,
+            "format": recording.format,
+            "start_time": recording.start_time.isoformat() if recording.start_time else None,
+            "duration_seconds": recording.duration_seconds,
+            "num_annotations": len(recording.annotations),
+            "skipped_channels": list(recording.skipped_channels),
+            "problems": list(recording.problems),
+        }
+        return preprocessed
+
+    @staticmethod
+    def _apply_channel_map(recording: "Recording", channel_map: dict[str, str | None] | None):
+        """Names, signals, rates and units after `channel_map` (dropped channels removed), and the renames done."""
+        channel_map = dict(channel_map or {})
+        normalised = {normalize_channel_name(label): target for label, target in channel_map.items()}
+        names, signals, rates, units, applied = [], [], [], [], {}
+        for name, values, rate, unit in zip(recording.channel_names, recording.signals, recording.sampling_rates, recording.units):
+            if name in channel_map:
+                target = channel_map[name]
+            elif normalize_channel_name(name) in normalised:
+                target = normalised[normalize_channel_name(name)]
+            else:
+                target = name
+            if target != name:
+                applied[name] = target
+            if target is None or target == "":
+                continue
+            names.append(str(target))
+            signals.append(values)
+            rates.append(rate)
+            units.append(unit)
+        return names, signals, rates, units, applied
+
     def _clean_channel(self, values: np.ndarray, canonical: str, modality: str, context: "_RecordContext") -> bool:
         """Steps 2-3 for one channel, in place on its float32 row: non-finite repair, flatness, median centring.
         Returns False when the channel is absent (no finite sample, or flat)."""
@@ -693,40 +1235,84 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
 
     def __call__(
         self,
-        recording: dict[str, np.ndarray] | np.ndarray,
-        sampling_rate: float,
+        recording: "dict[str, np.ndarray] | np.ndarray | str | os.PathLike | Recording",
+        sampling_rate: "float | dict[str, float] | None" = None,
         channel_names: list[str] | None = None,
         return_tensors: str | None = "pt",
         return_report: bool = False,
         num_threads: int = 1,
+        channel_map: dict[str, str | None] | None = None,
+        units: dict[str, str] | None = None,
         **kwargs,
     ) -> BatchFeature:
         """
         Preprocess one recording and cut it into windows.
 
         Args:
-            recording (`dict[str, np.ndarray]` or `np.ndarray` of shape `(num_input_channels, num_samples)`):
-                named 1-D channels of equal length, or a 2-D array with `channel_names`.
-            sampling_rate (`float`): rate of the recording in Hz.
+            recording: one of
+                - `dict[str, np.ndarray]`: named 1-D channels (of equal length, unless `sampling_rate` is a dict);
+                - `np.ndarray` of shape `(num_input_channels, num_samples)` with `channel_names`;
+                - a path (`str` / `os.PathLike`) to an EDF/EDF+/BDF file (`.edf`, `.bdf`, `.rec`) or a WFDB record
+                  (`NAME.hea` or the record path without extension), read with `read_recording`: every channel at
+                  its own rate, converted from its file unit (`MODALITY_UNITS`), annotation channels skipped;
+                - a `Recording` (what `read_recording` returns).
+            sampling_rate (`float` or `dict[str, float]`): rate of the recording in Hz, or one rate per channel name
+                (channels at different rates: each is resampled from its own rate). Must be None for a file or a
+                `Recording` (the file gives the rates).
             channel_names (`list[str]`, *optional*): names of the rows of a 2-D `recording`.
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"` or None (numpy arrays).
-            return_report (`bool`, *optional*): add the record's `report` dict to the output.
+            return_report (`bool`, *optional*): add the record's `report` dict to the output, with
+                `window_onsets_seconds` (onset of each window from the start of the recording).
             num_threads (`int`, *optional*, defaults to 1): see `preprocess_record`.
+            channel_map (`dict[str, str | None]`, *optional*): file label -> canonical name (None drops the channel),
+                applied before the aliases; for files and `Recording`s (see `preprocess_recording`).
+            units (`dict[str, str]`, *optional*): channel name -> physical unit of a dict/array recording; its
+                channels are then converted like a file's (`MODALITY_UNITS`). Default: values already in the units of
+                `MODALITY_UNITS`.
 
         Returns:
             `BatchFeature` with `input_values` (num_windows, num_channels, window_length) float32,
             `modality_mask` (num_windows, num_modalities) bool, `channel_mask` (num_windows, num_channels) bool,
             and `report` when asked.
+
+        Raises:
+            `FileNotFoundError` / `RecordingReadError` (naming the file) for a missing or unusable file (see
+            `read_recording`) or a file shorter than one window; `ValueError` for inconsistent arrays.
         """
         if kwargs:
             raise TypeError(f"PhysioMAEFeatureExtractor got unexpected arguments: {sorted(kwargs)}")
+        if is_recording_path(recording) or isinstance(recording, Recording):
+            if sampling_rate is not None:
+                raise ValueError("sampling_rate must be None when the recording is a file (the file gives each channel's rate)")
+            if channel_names is not None or units is not None:
+                raise ValueError("channel_names and units must be None when the recording is a file (use channel_map to rename)")
+            preprocessed = self.preprocess_recording(recording, channel_map=channel_map, num_threads=num_threads)
+        else:
+            if channel_map is not None:
+                raise ValueError("channel_map is for files; rename the channels of a dict or array recording directly")
+            preprocessed = self._preprocess_arrays(recording, sampling_rate, channel_names, units, num_threads)
+        windows, channel_mask = self.cut_windows(preprocessed)
+        data = {
+            "input_values": windows,
+            "modality_mask": self.modality_mask_from_channel_mask(channel_mask),
+            "channel_mask": channel_mask,
+        }
+        features = BatchFeature(data=data, tensor_type=return_tensors)
+        if return_report:
+            preprocessed.report["window_onsets_seconds"] = [index * self.window_seconds for index in range(windows.shape[0])]
+            features["report"] = preprocessed.report
+        return features
+
+    def _preprocess_arrays(self, recording, sampling_rate, channel_names, units, num_threads: int) -> PreprocessedRecord:
+        """`__call__` for a dict or 2-D array recording."""
+        per_channel_rates = isinstance(sampling_rate, Mapping)
         if isinstance(recording, dict):
             if channel_names is not None:
                 raise ValueError("channel_names must be None when the recording is a dict of named channels")
             channel_names = [str(name) for name in recording]
             rows = [np.asarray(values) for values in recording.values()]
             shapes = {name: row.shape for name, row in zip(channel_names, rows)}
-            if any(row.ndim != 1 for row in rows) or len({row.shape for row in rows}) > 1:
+            if any(row.ndim != 1 for row in rows) or (not per_channel_rates and len({row.shape for row in rows}) > 1):
                 raise ValueError(f"every channel of the recording must be a 1-D array of the same length, got {shapes}")
             signals = rows
         else:
@@ -742,23 +1328,45 @@ class PhysioMAEFeatureExtractor(ModalityLayoutMixin, FeatureExtractionMixin):
                 )
         if sampling_rate is None:
             raise ValueError("sampling_rate (Hz of the recording) is required")
-        preprocessed = self.preprocess_record(signals, list(channel_names), sampling_rate, num_threads=num_threads)
-        windows, channel_mask = self.cut_windows(preprocessed)
-        data = {
-            "input_values": windows,
-            "modality_mask": self.modality_mask_from_channel_mask(channel_mask),
-            "channel_mask": channel_mask,
-        }
-        features = BatchFeature(data=data, tensor_type=return_tensors)
-        if return_report:
-            features["report"] = preprocessed.report
-        return features
+        if not per_channel_rates and units is None:
+            return self.preprocess_record(signals, list(channel_names), sampling_rate, num_threads=num_threads)
+        names = [str(name) for name in channel_names]
+        if per_channel_rates:
+            missing = [name for name in names if name not in sampling_rate]
+            extra = sorted(set(map(str, sampling_rate)) - set(names))
+            if missing or extra:
+                raise ValueError(
+                    f"sampling_rate dict must give one rate per channel: no rate for {missing}, rates for unknown channels {extra}"
+                )
+            rates = [sampling_rate[name] for name in names]
+        else:
+            rates = [sampling_rate] * len(names)
+        unit_list = None
+        if units is not None:
+            unknown = sorted(set(map(str, units)) - set(names))
+            if unknown:
+                raise ValueError(f"units given for channels the recording does not have: {unknown}")
+            unit_list = [units.get(name, "") for name in names]
+            # channels without a unit are taken as already in the expected units
+            unit_list = [unit if unit else MODALITY_UNITS.get(self._modality_of_name(name), "") for name, unit in zip(names, unit_list)]
+        return self.preprocess_channels(list(signals), names, rates, unit_list, num_threads=num_threads)
+
+    def _modality_of_name(self, name: str) -> str | None:
+        canonical = self.map_channel_name(name)
+        if canonical is None:
+            return None
+        return dict(zip(self.channel_names, self.channel_modality))[canonical]
 
 
 __all__ = [
     "DEFAULT_CHANNEL_ALIASES",
     "DEFAULT_FILTER_BANDS",
+    "MODALITY_UNITS",
     "PhysioMAEFeatureExtractor",
     "PreprocessedRecord",
+    "Recording",
+    "RecordingReadError",
     "normalize_channel_name",
+    "read_recording",
+    "unit_conversion_factor",
 ]

@@ -61,12 +61,13 @@ class StagingWindows(torch.utils.data.Dataset):
 
 
 def split_validation(rows: StagingWindows, fraction: float) -> tuple[StagingWindows, StagingWindows]:
-    """(train, validation): the records whose hash position (the builder's sha1 split) falls in the top `fraction`
-    of the range go to validation, so no record is in both. ValueError when either side would be empty."""
+    """(train, validation): `fraction` of the records go to validation, by the builder's sha1 split of
+    "NAME#validation" (a hash independent of the probe-train / probe-test split, which already chose these
+    records by the hash of NAME), so no record is in both. ValueError when either side would be empty."""
     from dataset_scripts.physionet2018 import record_split_position
 
     names = np.unique(rows.records)
-    in_validation = {name for name in names if record_split_position(name) >= 1.0 - fraction}
+    in_validation = {name for name in names if record_split_position(f"{name}#validation") < fraction}
     validation = np.array([record in in_validation for record in rows.records])
     if validation.all() or not validation.any():
         raise ValueError(f"the validation share {fraction:g} of {len(names)} records leaves "

@@ -286,3 +286,33 @@ def test_real_segment_with_a_stuck_channel(extractor, real_segments_dir, name, f
     present = [name for name, flag in zip(extractor.channel_names, features["channel_mask"][0]) if flag]
     assert present == [channel for channel in extractor.channel_names if channel in SEGMENT_CHANNELS and channel != flat_channel]
     assert torch.equal(features["modality_mask"], torch.tensor([modality_mask] * 2))
+
+
+# ----------------------------------------------------------------------------- per-channel rates and units
+def test_per_channel_rates_reproduce_the_single_rate_path_exactly(extractor):
+    """A dict of rates, all equal, goes through the per-rate grouping and gives the scalar path's numbers."""
+    recording = noise_recording(["C4-M1", "E1-M2", "Chin1-Chin2", "ABD", "SaO2", "ECG", "Pleth"], 90, 256, seed=3)
+    recording["SaO2"] = 95 + np.round(recording["SaO2"] / 20)
+    single = extractor(recording, 256, return_tensors="np", return_report=True)
+    grouped = extractor(recording, {name: 256 for name in recording}, return_tensors="np", return_report=True)
+    for key in ("input_values", "channel_mask", "modality_mask"):
+        assert np.array_equal(grouped[key], single[key]), key
+    for key in ("unknown_channels", "renamed", "missing_channels", "nonfinite_samples", "flat_channels", "scaling",
+                "absent_channels", "resample_factors", "num_samples"):
+        assert grouped["report"][key] == single["report"][key], key
+    assert grouped["report"]["input_sampling_rates"] == {name: 256.0 for name in recording}
+
+
+def test_each_channel_is_processed_from_its_own_rate(extractor):
+    """With mixed rates, every channel's output is exactly what it gives alone at its rate."""
+    generator = np.random.default_rng(5)
+    rates = {"C4-M1": 256, "E1-M2": 200, "SaO2": 1, "ECG": 512}
+    recording = {name: 20 * generator.standard_normal(60 * rate) for name, rate in rates.items()}
+    recording["SaO2"] = 95 + np.round(recording["SaO2"] / 20)
+    mixed = extractor(recording, rates, return_tensors="np", return_report=True)
+    for name, rate in rates.items():
+        alone = extractor({name: recording[name]}, rate, return_tensors="np")
+        index = extractor.channel_names.index(name)
+        assert np.array_equal(mixed["input_values"][:, index], alone["input_values"][:, index]), name
+    assert mixed["report"]["resample_factors"] == {"1": [100, 1], "200": [1, 2], "256": [25, 64], "512": [25, 128]}
+    assert mixed["report"]["input_sampling_rate"] == 512
