@@ -74,3 +74,15 @@ def builder_split(rows: dict, modalities: dict | None = None, **extractor_kwargs
                "record": ["te00-0000"] * count, "window": list(range(count)), **rows,
                "input_values": values, "channel_mask": channel_mask, "modality_mask": layout.modality_mask(channel_mask)}
     return datasets.Dataset.from_dict(columns, info=make_info(layout, extractor))
+
+
+def write_edf(path, channels, annotations=None):
+    """channels: (label, values, rate, unit); annotations: (onset, duration or None, text) -> EDF+ when given."""
+    import edfio
+    import numpy as np
+
+    signals = [edfio.EdfSignal(np.asarray(values, dtype=np.float64), rate, label=label, physical_dimension=unit)
+               for label, values, rate, unit in channels]
+    edf_annotations = None if annotations is None else [edfio.EdfAnnotation(*item) for item in annotations]
+    edfio.Edf(signals, annotations=edf_annotations).write(str(path))
+    return Path(path)

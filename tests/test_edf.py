@@ -27,6 +27,7 @@ from modeling_physiomae.feature_extraction_physiomae import (
     RecordingReadError,
     read_recording,
 )
+from helpers import write_edf
 
 EDF_TOLERANCE_STEPS = 8.0
 FLOAT16_RELATIVE = 2.0**-10
@@ -62,15 +63,6 @@ def segment_arrays(segment_dir: Path):
     record = wfdb.rdrecord(str(segment_dir / segment_dir.name))
     arrays = {name: record.p_signal[:, index] for index, name in enumerate(record.sig_name)}
     return arrays, dict(zip(record.sig_name, record.units))
-
-
-def write_edf(path, channels, annotations=None):
-    """channels: (label, values, rate, unit); annotations: (onset, duration or None, text) -> EDF+ when given."""
-    signals = [edfio.EdfSignal(np.asarray(values, dtype=np.float64), rate, label=label, physical_dimension=unit)
-               for label, values, rate, unit in channels]
-    edf_annotations = None if annotations is None else [edfio.EdfAnnotation(*item) for item in annotations]
-    edfio.Edf(signals, annotations=edf_annotations).write(str(path))
-    return Path(path)
 
 
 def write_hypnogram(path, annotations):

@@ -174,3 +174,37 @@ def test_only_sleep_staging_classifiers_name_the_pipeline():
 
         pipeline("sleep-staging", model=stager(), feature_extractor=PhysioMAEFeatureExtractor())(night(), sampling_rate=100,
                                                                                                   colour="red")
+
+
+def test_physiomae_stage_writes_the_hypnogram_of_an_edf_night(real_segments_dir, tmp_path):
+    """physiomae-stage on a real excerpt written as EDF+: one CSV row per 30-s epoch (stage, probabilities) and a
+    PNG, with the pipeline's stages."""
+    import csv
+
+    import wfdb
+
+    from helpers import write_edf
+    from physiomae import stage
+
+    record_dir = sorted(path for path in real_segments_dir.iterdir() if path.name.startswith("seg-"))[0]
+    record = wfdb.rdrecord(str(record_dir / record_dir.name))
+    edf = write_edf(tmp_path / "night.edf", [(name, record.p_signal[:, index], record.fs, unit)
+                                               for index, (name, unit) in enumerate(zip(record.sig_name, record.units))
+                                               if np.ptp(record.p_signal[:, index]) > 0])
+    model_dir = tmp_path / "stager"
+    classifier = stager(2)
+    classifier.save_pretrained(model_dir)
+    PhysioMAEFeatureExtractor.from_config(classifier.config).save_pretrained(model_dir)
+
+    result = stage.main([str(edf), "--model", str(model_dir), "--out", str(tmp_path / "out" / "night.csv"), "--no_progress"])
+    with open(tmp_path / "out" / "night.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = stage.stage_night(str(edf), str(model_dir), progress_bar=False)
+    assert [row["onset_seconds"] for row in rows] == ["0", "30"] and result["epochs"] == 2
+    assert [row["stage"] for row in rows] == [row["stage"] for row in expected]
+    for row in rows:
+        assert abs(sum(float(row[f"p_{label}"]) for label in STAGES.values()) - 1.0) < 1e-3
+    assert (tmp_path / "out" / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert abs(sum(result["minutes"].values()) - 1.0) < 1e-9  # two 30-s epochs
+    with pytest.raises(SystemExit):
+        stage.main([str(tmp_path / "missing.edf"), "--model", str(model_dir), "--out", str(tmp_path / "x.csv")])
