@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modeling_physiomae import PhysioMAEConfig
+import numpy as np
+import torch
+
+from modeling_physiomae import PhysioMAEConfig, PhysioMAEForSequenceClassification
 
 
 TINY_MODEL_SETTINGS = dict(
@@ -86,3 +89,44 @@ def write_edf(path, channels, annotations=None):
     edf_annotations = None if annotations is None else [edfio.EdfAnnotation(*item) for item in annotations]
     edfio.Edf(signals, annotations=edf_annotations).write(str(path))
     return Path(path)
+
+
+STAGES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "REM"}
+
+
+def stager(seed: int = 0) -> PhysioMAEForSequenceClassification:
+    torch.manual_seed(seed)
+    config = tiny_config(modalities={"eeg": ["C4-M1"], "ecg": ["ECG"]}, num_labels=5, id2label=STAGES,
+                         label2id={name: index for index, name in STAGES.items()})
+    return PhysioMAEForSequenceClassification(config).eval()
+
+
+def night(seconds: int = 150, sampling_rate: int = 100) -> dict[str, np.ndarray]:
+    """C4-M1 and ECG; the last 30 s of both are missing (NaN): that epoch has no modality."""
+    generator = np.random.default_rng(0)
+    time = np.arange(seconds * sampling_rate) / sampling_rate
+    channels = {"C4-M1": np.sin(2 * np.pi * 2 * time) + 0.3 * generator.standard_normal(time.size),
+                "ECG": np.sin(2 * np.pi * 1.1 * time) ** 15 + 0.05 * generator.standard_normal(time.size)}
+    for values in channels.values():
+        values[-30 * sampling_rate:] = np.nan
+    return channels
+
+
+class FakeHubApi:
+    """The network edge of `push_to_hub`: commits land in a local folder standing for the Hub repo."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def create_repo(self, repo_id, **kwargs):
+        (self.root / repo_id).mkdir(parents=True, exist_ok=True)
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        for operation in operations:
+            target = self.root / repo_id / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(Path(operation.path_or_fileobj).read_bytes())
+        return f"commit to {repo_id}"
+
+

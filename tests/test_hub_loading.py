@@ -16,8 +16,10 @@ import torch
 
 from modeling_physiomae import (
     PhysioMAEFeatureExtractor,
+    PhysioMAEForContrastivePreTraining,
     PhysioMAEForPreTraining,
     PhysioMAEForSequenceClassification,
+    PhysioMAEModel,
 )
 from physiomae.hub import (
     CODE_FILES,
@@ -26,7 +28,7 @@ from physiomae.hub import (
     push_to_hub,
     save_for_hub,
 )
-from helpers import HIDE_OUR_PACKAGE, isolated_environment, tiny_config
+from helpers import HIDE_OUR_PACKAGE, FakeHubApi, isolated_environment, night, stager, tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,12 +86,27 @@ CHILD_SCRIPT = HIDE_OUR_PACKAGE + textwrap.dedent(
     np.save(out / "features_modality_mask.npy", features["modality_mask"].numpy())
     loaded["id2label"] = classifier.config.id2label
     loaded["model_type"] = config.model_type
+
+    # folders written by plain save_pretrained / push_to_hub (not save_for_hub), and the pipeline of the pushed one
+    from transformers import pipeline
+
+    plain = hub / "plain"
+    for name, auto in (("encoder", AutoModel), ("pretraining", AutoModelForPreTraining), ("contrastive", AutoModel),
+                       ("classifier", AutoModelForSequenceClassification), ("pushed", AutoModelForSequenceClassification)):
+        loaded[f"plain_{name}"] = type(auto.from_pretrained(plain / name, trust_remote_code=True)).__module__
+    loaded["plain_config"] = type(AutoConfig.from_pretrained(plain / "config", trust_remote_code=True)).__module__
+    loaded["plain_extractor"] = type(AutoFeatureExtractor.from_pretrained(plain / "extractor", trust_remote_code=True)).__module__
+    staging = pipeline("sleep-staging", model=str(plain / "pushed"), trust_remote_code=True)
+    loaded["plain_pipeline"] = type(staging).__module__
+    rows = staging(dict(np.load(work / "night.npz")), sampling_rate=100, progress_bar=False)
+    (out / "rows.json").write_text(json.dumps(rows))
     (out / "loaded.json").write_text(json.dumps(loaded))
     """
 )
 
 
-def test_saved_folder_loads_through_every_auto_class_in_a_fresh_process(tmp_path):
+def test_saved_folder_loads_through_every_auto_class_in_a_fresh_process(tmp_path, monkeypatch):
+    """save_for_hub exports, and folders of plain save_pretrained / push_to_hub, load in one fresh process."""
     torch.manual_seed(0)
     config = tiny_config()
     pretraining = PhysioMAEForPreTraining(config).eval()
@@ -101,7 +118,7 @@ def test_saved_folder_loads_through_every_auto_class_in_a_fresh_process(tmp_path
     save_for_hub(pretraining, export / "pretrained", feature_extractor=extractor, readme_text="# PhysioMAE test\n")
     save_for_hub(classifier, export / "classifier")
 
-    # folder contents: safetensors only, auto_map everywhere, the three code files
+    # folder contents: safetensors only, auto_map everywhere, the code files
     for folder in (export / "pretrained", export / "classifier"):
         names = {path.name for path in folder.iterdir()}
         assert {"config.json", "model.safetensors", "preprocessor_config.json", *CODE_FILES} <= names
@@ -130,6 +147,9 @@ def test_saved_folder_loads_through_every_auto_class_in_a_fresh_process(tmp_path
         masked = pretraining(input_values, modality_mask=modality_mask, noise=noise, dropped_modality=2)
         logits = classifier(input_values, modality_mask=modality_mask).logits
     features = extractor(recording, sampling_rate=200)
+
+    stager_model, stager_extractor = write_plain_folders(export / "plain", tmp_path / "hub", monkeypatch)
+    np.savez(work / "night.npz", **night())
 
     # the child sees only a copy of the folders, a fresh HF_HOME, and no path to our package
     hub_copy = tmp_path / "hub_copy"
@@ -168,6 +188,56 @@ def test_saved_folder_loads_through_every_auto_class_in_a_fresh_process(tmp_path
     compare("logits", logits.numpy())
     compare("features", features["input_values"].numpy())
     np.testing.assert_array_equal(np.load(child / "features_modality_mask.npy"), features["modality_mask"].numpy())
+
+    # plain saves and the pushed classifier: the Hub copy's classes, and the pipeline's rows equal ours
+    assert all(module.startswith("transformers_modules.") for key, module in loaded.items() if key.startswith("plain_")), loaded
+    from transformers import pipeline
+
+    expected = pipeline("sleep-staging", model=stager_model, feature_extractor=stager_extractor)(
+        night(), sampling_rate=100, progress_bar=False)
+    child_rows = json.loads((child / "rows.json").read_text())
+    assert [row["stage"] for row in child_rows] == [row["stage"] for row in expected]
+    for child_row, row in zip(child_rows, expected):
+        if row["probabilities"] is not None:
+            np.testing.assert_allclose(list(child_row["probabilities"].values()), list(row["probabilities"].values()),
+                                       rtol=1e-5, atol=1e-6)
+
+
+def write_plain_folders(folders: Path, hub_root: Path, monkeypatch):
+    """Folders written by plain save_pretrained of every class, and a sleep-staging classifier pushed with
+    push_to_hub through a stand-in Hub (the network edge); checks their contents. Returns (classifier, extractor)."""
+    import transformers.utils.hub as transformers_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    config = tiny_config()
+    PhysioMAEModel(config).save_pretrained(folders / "encoder")
+    PhysioMAEForPreTraining(config).save_pretrained(folders / "pretraining")
+    PhysioMAEForContrastivePreTraining(tiny_config(fusion="late", contrastive_loss="pairwise")).save_pretrained(
+        folders / "contrastive")
+    classifier = stager()
+    classifier.save_pretrained(folders / "classifier")
+    config.save_pretrained(folders / "config")
+    extractor = PhysioMAEFeatureExtractor.from_config(classifier.config)
+    extractor.save_pretrained(folders / "extractor")
+    for name in ("encoder", "pretraining", "contrastive", "classifier"):
+        saved = json.loads((folders / name / "config.json").read_text())
+        assert saved["auto_map"] == MODEL_AUTO_MAP, name
+        assert {*CODE_FILES} <= {path.name for path in (folders / name).iterdir()}, name
+        assert ("custom_pipelines" in saved) == (name == "classifier"), name  # only a sleep-staging classifier
+    assert json.loads((folders / "config" / "config.json").read_text())["auto_map"] == {"AutoConfig": MODEL_AUTO_MAP["AutoConfig"]}
+    assert json.loads((folders / "extractor" / "preprocessor_config.json").read_text())["auto_map"] == FEATURE_EXTRACTOR_AUTO_MAP
+    assert "auto_map" not in classifier.config.to_dict() and "custom_pipelines" not in classifier.config.to_dict()
+
+    # push_to_hub, as users and trainer.push_to_hub() call it
+    monkeypatch.setattr(transformers_hub, "hf_api", lambda: FakeHubApi(hub_root))
+    monkeypatch.setattr(transformers_hub.ModelCard, "load", staticmethod(
+        lambda *args, **kwargs: (_ for _ in ()).throw(EntryNotFoundError("no card"))))
+    classifier.push_to_hub("org/stager")
+    extractor.push_to_hub("org/stager")
+    shutil.copytree(hub_root / "org" / "stager", folders / "pushed")
+    assert {*CODE_FILES, "config.json", "model.safetensors", "preprocessor_config.json"} <= {
+        path.name for path in (folders / "pushed").iterdir()}
+    return classifier, extractor
 
 
 class FailingExtractor(PhysioMAEFeatureExtractor):

@@ -50,7 +50,8 @@ def installed(tmp_path_factory):
 
 def test_our_packages_come_from_the_wheel(installed):
     venv, outside, env = installed
-    code = "import importlib, json; print(json.dumps({n: importlib.import_module(n).__file__ for n in %r}))" % (OUR_TOP_LEVEL,)
+    # where each top-level module would be imported from (find_spec locates without running the module)
+    code = "import importlib.util, json; print(json.dumps({n: importlib.util.find_spec(n).origin for n in %r}))" % (OUR_TOP_LEVEL,)
     locations = json.loads(run([str(venv / "bin" / "python"), "-c", code], outside, env))
     for name, location in locations.items():
         assert str(ROOT) not in location and str(venv) in location, f"{name} imported from {location}, not the wheel"
