@@ -43,14 +43,13 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from physiomae.io import atomic_path, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-used here)
+from physiomae.io import atomic_path, atomic_write_text
 
 # The label convention (note spellings, subtypes, channels, mask names and the mask rule) lives in
 # challenge_format, shared with the reader (dataset_scripts/labels.py); re-exported here under the

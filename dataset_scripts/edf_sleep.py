@@ -94,38 +94,35 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import hashlib
 import json
 import math
 import os
 import re
-import shutil
 import sys
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import datasets
 import numpy as np
 
 from dataset_scripts import labels as label_tools
 from dataset_scripts.physionet2018 import (
-    FLOAT16_MAX,
     PROBE_TEST_FRACTION,
     REPORT_FILE_NAME,
-    SPLIT_NAMES,
     RecordWindows,
-    assign_split,
+    WindowedRecordingsBuilder,
     default_feature_extractor,
     extractor_layout,
     make_info,
-    merge_report,
+    parquet_load_snippet,
     read_extractor_settings,
+    save_build,
+    windowed_record,
 )
-from physiomae.io import atomic_write_json
 
 
 BUILDER_VERSION = "1.0.0"
@@ -544,49 +541,12 @@ def process_edf_record(
         sleep_stage = stage_labels.sleep_stage
     else:
         sleep_stage = np.full(num_windows, label_tools.UNDEFINED_STAGE, dtype=np.int64)
-    arousal = np.full(num_windows, -1, dtype=np.int8)
-    modality_mask = layout.modality_mask(channel_mask)
-
-    # decide which windows are kept before yielding anything (a record is all or nothing), as the challenge builder
-    no_channel = ~channel_mask.any(axis=1)
-    non_finite = ~np.isfinite(windows).all(axis=(1, 2)) & ~no_channel
-    keep = ~(no_channel | non_finite)
-    skipped = {reason: int(count) for reason, count in (
-        ("no channel present in the window", no_channel.sum()),
-        ("non-finite values after preprocessing", non_finite.sum()),
-    ) if count}
-    clipped_values = sum(int((np.abs(windows[index]) > FLOAT16_MAX).sum()) for index in np.flatnonzero(keep))
-
-    def rows() -> Iterator[dict]:
-        for window_index in np.flatnonzero(keep):
-            # (num_channels, window_length) float32 -> float16, clipped to its range
-            window = np.clip(windows[window_index], -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
-            yield {
-                "input_values": window,
-                "channel_mask": channel_mask[window_index],
-                "modality_mask": modality_mask[window_index],
-                "sleep_stage": int(sleep_stage[window_index]),
-                "arousal": int(arousal[window_index]),
-                "age": float(age),
-                "sex": int(sex),
-                "record": record.name,
-                "window": int(window_index),
-            }
-
-    kept_stages = sleep_stage[keep]
-    report.update(
-        status="built",
-        windows_total=num_windows,
-        windows_kept=int(keep.sum()),
-        windows_skipped=skipped,
-        windows_unlabelled=int((kept_stages == -1).sum()) if record.labelled else 0,
-        trailing_seconds_not_windowed=round(report["seconds"] - num_windows * layout.window_seconds, 3),
-        float16_clipped_values=clipped_values,
-        sleep_stage_counts={name: int((kept_stages == code).sum()) for code, name in enumerate(label_tools.STAGE_NAMES)}
-        | {"undefined": int((kept_stages == -1).sum())},
-        arousal_counts={"1": 0, "0": 0, "-1": int(keep.sum())},
-    )
-    return RecordWindows(rows=rows(), report=report)
+    arousal = np.full(num_windows, -1, dtype=np.int8)  # EDF hypnograms have no arousal scoring
+    built = windowed_record(record.name, windows, channel_mask, layout, sleep_stage, arousal, age, sex,
+                            report["seconds"], report)
+    kept_undefined = built.report["sleep_stage_counts"]["undefined"]
+    built.report["windows_unlabelled"] = kept_undefined if record.labelled else 0
+    return built
 
 
 def _skipped_record_report(record: EdfRecordFiles, error: Exception) -> dict:
@@ -640,7 +600,7 @@ class EdfSleepConfig(datasets.BuilderConfig):
     feature_extractor_kwargs: dict = field(default_factory=dict)
 
 
-class EdfSleep(datasets.GeneratorBasedBuilder):
+class EdfSleep(WindowedRecordingsBuilder):
     """EDF/EDF+/BDF sleep recordings with hypnograms as 30-s windows in the challenge builder's row schema (module
     docstring: formats, channel map, label rules, report).
 
@@ -649,6 +609,8 @@ class EdfSleep(datasets.GeneratorBasedBuilder):
     """
 
     BUILDER_CONFIG_CLASS = EdfSleepConfig
+    BUILDER_VERSION = BUILDER_VERSION
+    RECORD_CLASS = EdfRecordFiles
     BUILDER_CONFIGS = [EdfSleepConfig(name="default", version=datasets.Version(BUILDER_VERSION))]
     DEFAULT_CONFIG_NAME = "default"
     DEFAULT_WRITER_BATCH_SIZE = 256
@@ -680,93 +642,18 @@ class EdfSleep(datasets.GeneratorBasedBuilder):
         info.homepage, info.citation, info.license = "", "", ""
         return info
 
-    def _split_generators(self, dl_manager):
-        split_of = self._split_assignment()
-        self._fragments_dir = self._cache_dir + ".report-fragments"
-        shutil.rmtree(self._fragments_dir, ignore_errors=True)
-        os.makedirs(self._fragments_dir)
-        generators = []
-        for split in SPLIT_NAMES:
-            members = [asdict(record) for record in self._listing.records if split_of[record.name] == split]
-            if members:
-                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={
-                    "records": members, "age_sex_path": self._listing.age_sex_path, "fragments_dir": self._fragments_dir}))
-        return generators
+    def process(self, record: EdfRecordFiles, age_sex) -> RecordWindows:
+        return process_edf_record(record, self._feature_extractor, self._layout, self.config, age_sex)
 
-    def _generate_examples(self, records: list[dict], age_sex_path: str | None, fragments_dir: str) -> Iterator[tuple[str, dict]]:
-        age_sex = label_tools.read_age_sex_csv(age_sex_path) if age_sex_path else None
-        for record_fields in records:
-            record = EdfRecordFiles(**record_fields)
-            try:
-                result = process_edf_record(record, self._feature_extractor, self._layout, self.config, age_sex)
-            except Exception as error:  # any bad input: the record is skipped with its reason, the build goes on
-                result = RecordWindows(rows=[], report=_skipped_record_report(record, error))
-            for row in result.rows:
-                yield f"{record.name}/{row['window']}", row
-            atomic_write_json(Path(fragments_dir) / f"{record.name}.json", result.report)
+    def skipped_report(self, record: EdfRecordFiles, error: Exception) -> dict:
+        return _skipped_record_report(record, error)
 
-    def download_and_prepare(self, *args, **kwargs):
-        """`datasets`' preparation, then the per-record reports are merged into `build_report.json`."""
-        self._fragments_dir = None
-        super().download_and_prepare(*args, **kwargs)
-        if self._fragments_dir is not None and os.path.isdir(self._fragments_dir):
-            age_sex = label_tools.read_age_sex_csv(self._listing.age_sex_path) if self._listing.age_sex_path else None
-            report = merge_report(self._fragments_dir, self._listing, self._split_assignment(), age_sex, header={
-                "builder": "edf_sleep",
-                "builder_version": BUILDER_VERSION,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "data_dir": self.config.data_dir,
-                "channel_map": self.config.channel_map,
-                "max_hypnogram_mismatch_epochs": self.config.max_hypnogram_mismatch_epochs,
-                "probe_test_fraction": self.config.probe_test_fraction,
-                "feature_extractor": self._feature_extractor.to_dict(),
-                "row_counts": {name: split.num_examples for name, split in (self.info.splits or {}).items()},
-            })
-            report["totals"].update(_edf_totals(report["records"]))
-            atomic_write_json(self.build_report_path, report)
-            shutil.rmtree(self._fragments_dir, ignore_errors=True)
-            self._build_report = report
-        elif os.path.isfile(self.build_report_path):
-            self._build_report = json.loads(Path(self.build_report_path).read_text())
+    def report_header(self) -> dict:
+        return {"builder": "edf_sleep", **super().report_header(), "channel_map": self.config.channel_map,
+                "max_hypnogram_mismatch_epochs": self.config.max_hypnogram_mismatch_epochs}
 
-    def as_dataset(self, split=None, **kwargs):
-        """As `datasets`, except that a split whose records all were skipped is an empty dataset, not an error."""
-        empty = {name for name, info in (self.info.splits or {}).items() if not info.num_examples}
-        if split is None and empty:
-            parts = {name: (self._empty_split(name) if name in empty else super(EdfSleep, self).as_dataset(split=name, **kwargs))
-                     for name in self.info.splits}
-            return datasets.DatasetDict(parts)
-        if isinstance(split, str) and split in empty:
-            return self._empty_split(split)
-        return super().as_dataset(split, **kwargs)
-
-    def _empty_split(self, name: str) -> datasets.Dataset:
-        features = self.info.features
-        return datasets.Dataset.from_dict({column: [] for column in features}, features=features, split=datasets.Split(name))
-
-    # -- extras -------------------------------------------------------------------------------
-
-    @property
-    def build_report_path(self) -> str:
-        """`build_report.json` inside the prepared cache folder."""
-        return os.path.join(getattr(self, "_output_dir", None) or self._cache_dir, REPORT_FILE_NAME)
-
-    @property
-    def build_report(self) -> dict:
-        """The report of the last preparation (loaded from the cache when it was already prepared)."""
-        if self._build_report is None and os.path.isfile(self.build_report_path):
-            self._build_report = json.loads(Path(self.build_report_path).read_text())
-        if self._build_report is None:
-            raise RuntimeError("no build report yet: call download_and_prepare() first")
-        return self._build_report
-
-    @property
-    def records(self) -> list[EdfRecordFiles]:
-        return list(self._listing.records)
-
-    def _split_assignment(self) -> dict[str, str]:
-        return {record.name: assign_split(record.name, record.labelled, self.config.probe_test_fraction)
-                for record in self._listing.records}
+    def finish_report(self, report: dict) -> None:
+        report["totals"].update(_edf_totals(report["records"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -791,29 +678,14 @@ def read_channel_map(value: str | None) -> dict:
 
 def build_to_folder(
     data_dir: str, output_dir: str, num_proc: int | None = None, channel_map: dict | None = None,
-    keep_cache: bool = False, feature_extractor_kwargs: dict | None = None, **config_kwargs,
+    keep_cache: bool = False, feature_extractor_kwargs: dict | None = None, parquet: bool = False, **config_kwargs,
 ) -> dict:
-    """Build, `save_to_disk` into `output_dir/dataset`, write `output_dir/build_report.json` (as
-    `physionet2018.build_to_folder`). `config_kwargs`: other `EdfSleepConfig` fields."""
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    cache_dir = output / "cache"
-    builder = EdfSleep(data_dir=data_dir, cache_dir=str(cache_dir), channel_map=dict(channel_map or {}),
+    """Build, `save_to_disk` into `output_dir/dataset`, write `output_dir/build_report.json` (+ Parquet shards with
+    `parquet`), as `physionet2018.build_to_folder` (`physionet2018.save_build`). `config_kwargs`: other
+    `EdfSleepConfig` fields."""
+    builder = EdfSleep(data_dir=data_dir, cache_dir=str(Path(output_dir) / "cache"), channel_map=dict(channel_map or {}),
                        feature_extractor_kwargs=dict(feature_extractor_kwargs or {}), **config_kwargs)
-    builder.download_and_prepare(num_proc=num_proc)
-    dataset_dict = builder.as_dataset()
-    staging = output / ".dataset.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    dataset_dict.save_to_disk(str(staging))
-    shutil.rmtree(output / "dataset", ignore_errors=True)
-    os.replace(staging, output / "dataset")
-    report = builder.build_report
-    atomic_write_json(output / REPORT_FILE_NAME, report)
-    atomic_write_json(output / "dataset" / REPORT_FILE_NAME, report)  # travels with the saved dataset
-    del dataset_dict
-    if not keep_cache:
-        shutil.rmtree(cache_dir, ignore_errors=True)
-    return report
+    return save_build(builder, output_dir, num_proc, parquet, keep_cache)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -828,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="skip a record whose hypnogram is longer/shorter than its signal by more 30-s epochs "
                             "(negative: no limit)")
     build.add_argument("--keep_cache", action="store_true", help="keep the datasets cache in OUTPUT/cache")
+    build.add_argument("--parquet", action="store_true", help="also write Parquet shards to OUTPUT/parquet")
     build.add_argument("--feature_extractor", default=None,
                        help="preprocessing settings: a folder or preprocessor_config.json saved by "
                             "PhysioMAEFeatureExtractor, or a JSON object of its arguments (default: its defaults)")
@@ -837,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     report = build_to_folder(
         arguments.data_dir, arguments.output_dir, arguments.num_proc, channel_map=read_channel_map(arguments.channel_map),
         keep_cache=arguments.keep_cache, feature_extractor_kwargs=read_extractor_settings(arguments.feature_extractor),
-        max_hypnogram_mismatch_epochs=None if limit is not None and limit < 0 else limit,
+        max_hypnogram_mismatch_epochs=None if limit is not None and limit < 0 else limit, parquet=arguments.parquet,
     )
     totals = report["totals"]
     print(
@@ -848,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     for split, counts in report["splits"].items():
         print(f"  {split}: {counts['records_built']}/{counts['records']} records, {counts['windows']} windows")
     print(f"report: {Path(arguments.output_dir) / REPORT_FILE_NAME}; dataset: {Path(arguments.output_dir) / 'dataset'}")
+    if arguments.parquet:
+        print(parquet_load_snippet(arguments.output_dir, list(report["splits"])))
     return 0
 
 

@@ -545,9 +545,19 @@ def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayo
     else:
         sleep_stage = np.full(num_windows, -1, dtype=np.int64)
         arousal = np.full(num_windows, -1, dtype=np.int8)
-    modality_mask = layout.modality_mask(channel_mask) if num_windows else np.zeros((0, len(layout.modalities)), bool)
+    return windowed_record(record.name, windows, channel_mask, layout, sleep_stage, arousal, age, sex, record_seconds,
+                           report)
 
-    # decide which windows are kept before yielding anything (a record is all or nothing)
+
+def windowed_record(name: str, windows: np.ndarray, channel_mask: np.ndarray, layout: ExtractorLayout,
+                    sleep_stage: np.ndarray, arousal: np.ndarray, age: float, sex: int, record_seconds: float,
+                    report: dict[str, Any]) -> RecordWindows:
+    """A record's rows (one per kept window, float16) and the window part of its report, for every builder.
+
+    Windows without any channel, or with non-finite values after preprocessing, are skipped and counted; which
+    windows are kept is decided before anything is yielded (a record is all or nothing)."""
+    num_windows = windows.shape[0]
+    modality_mask = layout.modality_mask(channel_mask) if num_windows else np.zeros((0, len(layout.modalities)), bool)
     no_channel = ~channel_mask.any(axis=1)
     non_finite = ~np.isfinite(windows).all(axis=(1, 2)) & ~no_channel
     keep = ~(no_channel | non_finite)
@@ -573,18 +583,17 @@ def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayo
                 "arousal": int(arousal[window_index]),
                 "age": float(age),
                 "sex": int(sex),
-                "record": record.name,
+                "record": name,
                 "window": int(window_index),
             }
 
-    trailing_seconds = record_seconds - num_windows * layout.window_seconds
     kept_stages, kept_arousal = sleep_stage[keep], arousal[keep]
     report.update(
         status="built",
         windows_total=num_windows,
         windows_kept=int(keep.sum()),
         windows_skipped=skipped,
-        trailing_seconds_not_windowed=round(trailing_seconds, 3),
+        trailing_seconds_not_windowed=round(record_seconds - num_windows * layout.window_seconds, 3),
         float16_clipped_values=clipped_values,
         sleep_stage_counts={
             name: int((kept_stages == code).sum()) for code, name in enumerate(label_tools.STAGE_NAMES)
@@ -674,7 +683,115 @@ class PhysioNet2018Config(datasets.BuilderConfig):
     feature_extractor_kwargs: dict = field(default_factory=dict)
 
 
-class PhysioNet2018(datasets.GeneratorBasedBuilder):
+class WindowedRecordingsBuilder(datasets.GeneratorBasedBuilder):
+    """What the recording builders share (`PhysioNet2018`, `edf_sleep.EdfSleep`): a listing of records
+    (`self._listing.records`, each with `name` and `labelled`), the record split, the build report, and empty
+    splits instead of errors when every record of a split was skipped."""
+
+    def as_dataset(self, split=None, **kwargs):
+        """As `datasets`, except that a split whose records all were skipped is an empty dataset, not an error."""
+        empty = {name for name, info in (self.info.splits or {}).items() if not info.num_examples}
+        if split is None and empty:
+            parts = {name: self._empty_split(name) if name in empty
+                     else super(WindowedRecordingsBuilder, self).as_dataset(split=name, **kwargs)
+                     for name in self.info.splits}
+            return datasets.DatasetDict(parts)
+        if isinstance(split, str) and split in empty:
+            return self._empty_split(split)
+        return super().as_dataset(split, **kwargs)
+
+    def _empty_split(self, name: str) -> datasets.Dataset:
+        features = self.info.features
+        return datasets.Dataset.from_dict({column: [] for column in features}, features=features, split=datasets.Split(name))
+
+    @property
+    def build_report_path(self) -> str:
+        """`build_report.json` inside the prepared cache folder."""
+        return os.path.join(getattr(self, "_output_dir", None) or self._cache_dir, REPORT_FILE_NAME)
+
+    @property
+    def build_report(self) -> dict:
+        """The report of the last preparation (loaded from the cache when it was already prepared)."""
+        if self._build_report is None and os.path.isfile(self.build_report_path):
+            self._build_report = json.loads(Path(self.build_report_path).read_text())
+        if self._build_report is None:
+            raise RuntimeError("no build report yet: call download_and_prepare() first")
+        return self._build_report
+
+    @property
+    def records(self) -> list:
+        return list(self._listing.records)
+
+    def _split_assignment(self) -> dict[str, str]:
+        return {record.name: assign_split(record.name, record.labelled, self.config.probe_test_fraction)
+                for record in self._listing.records}
+
+    # -- what a builder provides: its record dataclass, one record's rows, a skipped record's report
+    RECORD_CLASS: type = None
+
+    def process(self, record, age_sex) -> RecordWindows:
+        raise NotImplementedError
+
+    def skipped_report(self, record, error: Exception) -> dict:
+        raise NotImplementedError
+
+    def report_header(self) -> dict:
+        """The build report's header (a builder adds its own settings)."""
+        return {
+            "builder_version": self.BUILDER_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "data_dir": self.config.data_dir,
+            "probe_test_fraction": self.config.probe_test_fraction,
+            "feature_extractor": self._feature_extractor.to_dict(),
+            "row_counts": {name: split.num_examples for name, split in (self.info.splits or {}).items()},
+        }
+
+    def finish_report(self, report: dict) -> None:
+        """Add builder-specific totals to the merged report (in place)."""
+
+    # -- datasets API, the same for every recording builder
+    def _split_generators(self, dl_manager):
+        split_of = self._split_assignment()
+        self._fragments_dir = self._cache_dir + ".report-fragments"
+        shutil.rmtree(self._fragments_dir, ignore_errors=True)
+        os.makedirs(self._fragments_dir)
+        generators = []
+        for split in SPLIT_NAMES:
+            members = [asdict(record) for record in self._listing.records if split_of[record.name] == split]
+            if members:
+                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={
+                    "records": members, "age_sex_path": self._listing.age_sex_path, "fragments_dir": self._fragments_dir}))
+        return generators
+
+    def _generate_examples(self, records: list[dict], age_sex_path: str | None, fragments_dir: str) -> Iterator[tuple[str, dict]]:
+        age_sex = label_tools.read_age_sex_csv(age_sex_path) if age_sex_path else None
+        for record_fields in records:
+            record = self.RECORD_CLASS(**record_fields)
+            try:
+                result = self.process(record, age_sex)
+            except Exception as error:  # any bad input: the record is skipped with its reason, the build goes on
+                result = RecordWindows(rows=[], report=self.skipped_report(record, error))
+            for row in result.rows:
+                yield f"{record.name}/{row['window']}", row
+            atomic_write_json(Path(fragments_dir) / f"{record.name}.json", result.report)
+
+    def download_and_prepare(self, *args, **kwargs):
+        """`datasets`' preparation, then the per-record reports are merged into `build_report.json`."""
+        self._fragments_dir = None
+        super().download_and_prepare(*args, **kwargs)
+        if self._fragments_dir is not None and os.path.isdir(self._fragments_dir):
+            age_sex = label_tools.read_age_sex_csv(self._listing.age_sex_path) if self._listing.age_sex_path else None
+            report = merge_report(self._fragments_dir, self._listing, self._split_assignment(), age_sex,
+                                  header=self.report_header())
+            self.finish_report(report)
+            atomic_write_json(self.build_report_path, report)
+            shutil.rmtree(self._fragments_dir, ignore_errors=True)
+            self._build_report = report
+        elif os.path.isfile(self.build_report_path):
+            self._build_report = json.loads(Path(self.build_report_path).read_text())
+
+
+class PhysioNet2018(WindowedRecordingsBuilder):
     """PhysioNet/CinC 2018 polysomnography as 30-s windows (see the module docstring for layout and schema).
 
     Instantiate directly: `PhysioNet2018(data_dir=..., cache_dir=...)`, then `download_and_prepare()`
@@ -682,6 +799,8 @@ class PhysioNet2018(datasets.GeneratorBasedBuilder):
     """
 
     BUILDER_CONFIG_CLASS = PhysioNet2018Config
+    BUILDER_VERSION = BUILDER_VERSION
+    RECORD_CLASS = RecordFiles
     BUILDER_CONFIGS = [PhysioNet2018Config(name="default", version=datasets.Version(BUILDER_VERSION))]
     DEFAULT_CONFIG_NAME = "default"
     DEFAULT_WRITER_BATCH_SIZE = 256  # 256 windows x 13 x 3000 float16 ~ 20 MB per Arrow batch
@@ -708,109 +827,12 @@ class PhysioNet2018(datasets.GeneratorBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return make_info(self._layout, self._feature_extractor)
 
-    def _split_generators(self, dl_manager):
-        split_of = self._split_assignment()
-        self._fragments_dir = self._cache_dir + ".report-fragments"
-        shutil.rmtree(self._fragments_dir, ignore_errors=True)
-        os.makedirs(self._fragments_dir)
-        generators = []
-        for split in SPLIT_NAMES:
-            members = [asdict(record) for record in self._listing.records if split_of[record.name] == split]
-            if not members:
-                continue
-            generators.append(
-                datasets.SplitGenerator(
-                    name=split,
-                    gen_kwargs={
-                        "records": members,
-                        "age_sex_path": self._listing.age_sex_path,
-                        "fragments_dir": self._fragments_dir,
-                    },
-                )
-            )
-        return generators
+    def process(self, record: RecordFiles, age_sex) -> RecordWindows:
+        age, sex = age_sex.lookup(record.name) if age_sex else (-1.0, -1)
+        return process_record(record, self._feature_extractor, self._layout, age, sex)
 
-    def _generate_examples(self, records: list[dict], age_sex_path: str | None, fragments_dir: str) -> Iterator[tuple[str, dict]]:
-        age_sex = label_tools.read_age_sex_csv(age_sex_path) if age_sex_path else None
-        for record_fields in records:
-            record = RecordFiles(**record_fields)
-            age, sex = age_sex.lookup(record.name) if age_sex else (-1.0, -1)
-            try:
-                result = process_record(record, self._feature_extractor, self._layout, age, sex)
-            except Exception as error:  # any bad input: the record is skipped with its reason, the build goes on
-                result = RecordWindows(rows=[], report=_skipped_record_report(record, error))
-            for row in result.rows:
-                yield f"{record.name}/{row['window']}", row
-            atomic_write_json(Path(fragments_dir) / f"{record.name}.json", result.report)
-
-    def download_and_prepare(self, *args, **kwargs):
-        """`datasets`' preparation, then the per-record reports are merged into `build_report.json`."""
-        self._fragments_dir = None
-        super().download_and_prepare(*args, **kwargs)
-        report_path = self.build_report_path
-        if self._fragments_dir is not None and os.path.isdir(self._fragments_dir):
-            age_sex = label_tools.read_age_sex_csv(self._listing.age_sex_path) if self._listing.age_sex_path else None
-            report = merge_report(
-                self._fragments_dir,
-                self._listing,
-                self._split_assignment(),
-                age_sex,
-                header={
-                    "builder_version": BUILDER_VERSION,
-                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "data_dir": self.config.data_dir,
-                    "probe_test_fraction": self.config.probe_test_fraction,
-                    "feature_extractor": self._feature_extractor.to_dict(),
-                    "row_counts": {name: split.num_examples for name, split in (self.info.splits or {}).items()},
-                },
-            )
-            atomic_write_json(report_path, report)
-            shutil.rmtree(self._fragments_dir, ignore_errors=True)
-            self._build_report = report
-        elif os.path.isfile(report_path):
-            self._build_report = json.loads(Path(report_path).read_text())
-
-    def as_dataset(self, split=None, **kwargs):
-        """As `datasets`, except that a split whose records all were skipped is an empty dataset, not an error."""
-        empty = {name for name, info in (self.info.splits or {}).items() if not info.num_examples}
-        if split is None and empty:
-            present = [name for name in self.info.splits if name not in empty]
-            parts = {name: super(PhysioNet2018, self).as_dataset(split=name, **kwargs) for name in present}
-            parts.update({name: self._empty_split(name) for name in empty})
-            return datasets.DatasetDict({name: parts[name] for name in self.info.splits})
-        if isinstance(split, str) and split in empty:
-            return self._empty_split(split)
-        return super().as_dataset(split, **kwargs)
-
-    def _empty_split(self, name: str) -> datasets.Dataset:
-        features = self.info.features
-        return datasets.Dataset.from_dict({column: [] for column in features}, features=features, split=datasets.Split(name))
-
-    # -- extras -------------------------------------------------------------------------------
-
-    @property
-    def build_report_path(self) -> str:
-        """`build_report.json` inside the prepared cache folder."""
-        return os.path.join(getattr(self, "_output_dir", None) or self._cache_dir, REPORT_FILE_NAME)
-
-    @property
-    def build_report(self) -> dict:
-        """The report of the last preparation (loaded from the cache when it was already prepared)."""
-        if self._build_report is None and os.path.isfile(self.build_report_path):
-            self._build_report = json.loads(Path(self.build_report_path).read_text())
-        if self._build_report is None:
-            raise RuntimeError("no build report yet: call download_and_prepare() first")
-        return self._build_report
-
-    @property
-    def records(self) -> list[RecordFiles]:
-        return list(self._listing.records)
-
-    def _split_assignment(self) -> dict[str, str]:
-        return {
-            record.name: assign_split(record.name, record.labelled, self.config.probe_test_fraction)
-            for record in self._listing.records
-        }
+    def skipped_report(self, record: RecordFiles, error: Exception) -> dict:
+        return _skipped_record_report(record, error)
 
 
 def _skipped_record_report(record: RecordFiles, error: Exception) -> dict:
@@ -925,11 +947,18 @@ def build_to_folder(
     """Build, `save_to_disk` into `output_dir/dataset`, write `output_dir/build_report.json` (+ Parquet shards).
 
     `feature_extractor_kwargs`: keyword arguments of `PhysioMAEFeatureExtractor` (its defaults otherwise)."""
+    builder = PhysioNet2018(data_dir=data_dir, cache_dir=str(Path(output_dir) / "cache"),
+                            feature_extractor_kwargs=dict(feature_extractor_kwargs or {}))
+    return save_build(builder, output_dir, num_proc, parquet, keep_cache, rows_per_parquet_shard)
+
+
+def save_build(builder: WindowedRecordingsBuilder, output_dir: str, num_proc: int | None = None, parquet: bool = False,
+               keep_cache: bool = False, rows_per_parquet_shard: int = 2000) -> dict:
+    """Prepare `builder` (its cache_dir: `output_dir/cache`), `save_to_disk` into `output_dir/dataset` (replaced only
+    when complete), write `output_dir/build_report.json` (a copy in `dataset/`) and with `parquet` the shards
+    `output_dir/parquet/<split>-NNNNN-of-NNNNN.parquet`; the cache is removed unless `keep_cache`."""
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    cache_dir = output / "cache"
-    builder = PhysioNet2018(data_dir=data_dir, cache_dir=str(cache_dir),
-                            feature_extractor_kwargs=dict(feature_extractor_kwargs or {}))
     builder.download_and_prepare(num_proc=num_proc)
     dataset_dict = builder.as_dataset()
     staging = output / ".dataset.tmp"
@@ -953,7 +982,7 @@ def build_to_folder(
     atomic_write_json(output / "dataset" / REPORT_FILE_NAME, report)  # travels with the saved dataset
     del dataset_dict
     if not keep_cache:
-        shutil.rmtree(cache_dir, ignore_errors=True)
+        shutil.rmtree(output / "cache", ignore_errors=True)
     return report
 
 
