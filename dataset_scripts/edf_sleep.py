@@ -112,13 +112,13 @@ import numpy as np
 from dataset_scripts import labels as label_tools
 from dataset_scripts.physionet2018 import (
     PROBE_TEST_FRACTION,
-    REPORT_FILE_NAME,
     RecordWindows,
     WindowedRecordingsBuilder,
     default_feature_extractor,
     extractor_layout,
+    files_fingerprint,
     make_info,
-    parquet_load_snippet,
+    print_build_summary,
     read_extractor_settings,
     save_build,
     windowed_record,
@@ -433,19 +433,10 @@ def find_edf_records(data_dir: str | os.PathLike, hypnogram_prefix_length: int =
 
 def _listing_fingerprint(listing: EdfListing) -> str:
     """Hash of every input file's path, size and modification time (so that changed data rebuilds)."""
-    digest = hashlib.sha1()
     paths = [listing.age_sex_path] if listing.age_sex_path else []
     for record in listing.records:
         paths += [record.psg, record.hypnogram, record.stages_csv]
-    for path in paths:
-        if path is None:
-            continue
-        try:
-            stat = os.stat(path)
-            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{path}|missing\n".encode())
-    return digest.hexdigest()
+    return files_fingerprint(paths)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -713,16 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         max_hypnogram_mismatch_epochs=None if limit is not None and limit < 0 else limit, parquet=arguments.parquet,
     )
     totals = report["totals"]
-    print(
-        f"records: {totals['records_built']} built, {totals['records_skipped']} skipped {totals['records_skipped_by_reason']}; "
-        f"windows: {totals['windows_kept']} kept, {totals['windows_skipped']} skipped {totals['windows_skipped_by_reason']}, "
-        f"{totals['windows_unlabelled']} unlabelled; unknown labels {totals['unknown_labels']}"
-    )
-    for split, counts in report["splits"].items():
-        print(f"  {split}: {counts['records_built']}/{counts['records']} records, {counts['windows']} windows")
-    print(f"report: {Path(arguments.output_dir) / REPORT_FILE_NAME}; dataset: {Path(arguments.output_dir) / 'dataset'}")
-    if arguments.parquet:
-        print(parquet_load_snippet(arguments.output_dir, list(report["splits"])))
+    print_build_summary(report, arguments.output_dir, arguments.parquet,
+                        extra=f", {totals['windows_unlabelled']} unlabelled; unknown labels {totals['unknown_labels']}")
     return 0
 
 

@@ -230,10 +230,15 @@ def find_records(data_dir: str | os.PathLike) -> RecordListing:
 
 def _listing_fingerprint(listing: RecordListing) -> str:
     """Hash of every input file's path, size and modification time (so changed data rebuilds)."""
-    digest = hashlib.sha1()
     paths = [listing.age_sex_path] if listing.age_sex_path else []
     for record in listing.records:
         paths += [record.header, record.notes, record.masks, _signal_path_guess(record)]
+    return files_fingerprint(paths)
+
+
+def files_fingerprint(paths) -> str:
+    """SHA-1 over each path's name, size and modification time (None entries skipped, missing files marked)."""
+    digest = hashlib.sha1()
     for path in paths:
         if path is None:
             continue
@@ -1012,6 +1017,21 @@ def read_extractor_settings(value: str | None) -> dict:
     return settings
 
 
+def print_build_summary(report: dict, output_dir: str, parquet: bool, extra: str = "") -> None:
+    """What `build` prints: records and windows built and skipped (with reasons), per split, where things are."""
+    totals = report["totals"]
+    print(
+        f"records: {totals['records_built']} built, {totals['records_skipped']} skipped {totals['records_skipped_by_reason']}; "
+        f"windows: {totals['windows_kept']} kept, {totals['windows_skipped']} skipped {totals['windows_skipped_by_reason']}"
+        + extra
+    )
+    for split, counts in report["splits"].items():
+        print(f"  {split}: {counts['records_built']}/{counts['records']} records, {counts['windows']} windows")
+    print(f"report: {Path(output_dir) / REPORT_FILE_NAME}; dataset: {Path(output_dir) / 'dataset'}")
+    if parquet:
+        print(parquet_load_snippet(output_dir, list(report["splits"])))
+
+
 def parquet_load_snippet(output_dir: str, splits: list[str]) -> str:
     """The one-liner that loads the Parquet shards written by `build --parquet`."""
     files = ", ".join(f'"{split}": "{output_dir}/parquet/{split}-*.parquet"' for split in splits)
@@ -1041,16 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "build":
         report = build_to_folder(arguments.data_dir, arguments.output_dir, arguments.num_proc, arguments.parquet,
                                  arguments.keep_cache, feature_extractor_kwargs=read_extractor_settings(arguments.feature_extractor))
-        totals = report["totals"]
-        print(
-            f"records: {totals['records_built']} built, {totals['records_skipped']} skipped {totals['records_skipped_by_reason']}; "
-            f"windows: {totals['windows_kept']} kept, {totals['windows_skipped']} skipped {totals['windows_skipped_by_reason']}"
-        )
-        for split, counts in report["splits"].items():
-            print(f"  {split}: {counts['records_built']}/{counts['records']} records, {counts['windows']} windows")
-        print(f"report: {Path(arguments.output_dir) / REPORT_FILE_NAME}; dataset: {Path(arguments.output_dir) / 'dataset'}")
-        if arguments.parquet:
-            print(parquet_load_snippet(arguments.output_dir, list(report["splits"])))
+        print_build_summary(report, arguments.output_dir, arguments.parquet)
         return 0
 
     result = verify_download(arguments.data_dir, arguments.sums_dir or arguments.data_dir, arguments.present_only)
