@@ -377,8 +377,9 @@ def test_export_carries_the_preprocessing_the_dataset_was_built_with(tmp_path):
 
 def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path):
     output_dir = tmp_path / "ddp"
-    environment = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-                   "PYTHONPATH": str(REPO_ROOT)}
+    # no OMP_NUM_THREADS: train.py itself gives each of the 2 processes its share of the cores
+    environment = {**{key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"},
+                   "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO_ROOT / "train.py"),
                *map(str, base_arguments(tiny_dataset, output_dir, "--max_steps", 3, "--per_device_batch_size", 4,
@@ -387,6 +388,8 @@ def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_datas
     result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
+    cores = len(os.sched_getaffinity(0))
+    assert json.loads((output_dir / "run_args.json").read_text())["intra_op_threads"] == max(1, cores // 2)
     per_rank = {rank: read_log(output_dir / "sample_ids" / f"rank_{rank}.jsonl") for rank in (0, 1)}
     checksums = {rank: [entry["parameter_checksum"] for entry in entries if "parameter_checksum" in entry] for rank, entries in per_rank.items()}
     assert len(checksums[0]) == 1 and checksums[0] == checksums[1], "the two ranks ended with different weights"
@@ -639,3 +642,16 @@ def test_held_out_reconstruction_error_falls_below_one(learnable_dataset, tmp_pa
     assert result["held_out"]["records"] == 1 and all(value is not None for value in errors.values())
     assert result["relative_reconstruction_error_mean"] < 0.95, errors
     assert max(errors.values()) < 1.0, errors
+
+
+def test_intra_op_threads_share_the_cores_among_the_processes_on_the_machine(monkeypatch):
+    from physiomae.training.pretraining import intra_op_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert intra_op_threads(None, 1) == 8 and intra_op_threads(None, 2) == 4 and intra_op_threads(None, 16) == 1
+    assert intra_op_threads(3, 2) == 3  # --num_threads wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert intra_op_threads(None, 1) == 2  # then OMP_NUM_THREADS
+    with pytest.raises(ValueError, match="--num_threads must be >= 1"):
+        run_train([TINY_YAML, "--strategy", "random_init", "--output_dir", "unused", "--num_threads", "0"])

@@ -131,6 +131,11 @@ class PretrainingArguments:
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (<= 0: off)."})
     mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={"help": "Accelerate mixed precision."})
+    num_threads: Optional[int] = field(
+        default=None,
+        metadata={"help": "torch intra-op threads per process (default: OMP_NUM_THREADS when set, else the cores this "
+                  "process may use divided by the processes of the run on this machine)."},
+    )
     logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps (and the first and last)."})
     save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
     save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
@@ -200,6 +205,8 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ValueError(f"--reconstruction_eval_fraction must lie in [0, 1), got {data_args.reconstruction_eval_fraction}")
     if data_args.reconstruction_eval_steps < 0 or data_args.reconstruction_eval_max_windows < 0:
         raise ValueError("--reconstruction_eval_steps and --reconstruction_eval_max_windows must be >= 0")
+    if training_args.num_threads is not None and training_args.num_threads < 1:
+        raise ValueError(f"--num_threads must be >= 1, got {training_args.num_threads}")
     if data_args.target_statistics_max_windows < 1:
         raise ValueError("--target_statistics_max_windows must be >= 1")
 
