@@ -18,8 +18,9 @@ Inputs (one night per call):
 
 Output: a list of dicts, one per 30-s epoch from the start of the recording: `onset` (seconds), `stage` (the
 most probable stage) and `probabilities` (stage -> probability). An epoch in which none of the model's
-modalities is present cannot be staged: its `stage` and `probabilities` are None. The windows go through the
-model in batches of `batch_size` (default 64) with a progress bar (`progress_bar=False` hides it).
+modalities is present cannot be staged: its `stage` and `probabilities` are None. The windows of a night go
+through the model in batches of `windows_per_batch` (default 64) with a progress bar (`progress_bar=False` hides
+it); `batch_size`, as for every pipeline, batches several nights.
 
 Imports nothing of PhysioMAE but this folder's files (it is part of the Hub copy).
 """
@@ -61,11 +62,12 @@ class SleepStagingPipeline(Pipeline):
     _load_feature_extractor = True
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, sampling_rate=None, batch_size=None, progress_bar=None, **kwargs):
+    def _sanitize_parameters(self, sampling_rate=None, windows_per_batch=None, progress_bar=None, **kwargs):
+        # not `batch_size`: Pipeline.__call__ takes that one for batching several inputs (nights)
         preprocess_kwargs = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
         forward_kwargs = {}
-        if batch_size is not None:
-            forward_kwargs["batch_size"] = int(batch_size)
+        if windows_per_batch is not None:
+            forward_kwargs["windows_per_batch"] = int(windows_per_batch)
         if progress_bar is not None:
             forward_kwargs["progress_bar"] = bool(progress_bar)
         if kwargs:
@@ -87,7 +89,8 @@ class SleepStagingPipeline(Pipeline):
         return {"input_values": features["input_values"], "modality_mask": features["modality_mask"],
                 "onsets": [float(onset) for onset in onsets]}
 
-    def _forward(self, model_inputs: dict[str, Any], batch_size: int = 64, progress_bar: bool = True) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any], windows_per_batch: int = 64,
+                 progress_bar: bool = True) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         values, masks = model_inputs["input_values"], model_inputs["modality_mask"]  # (windows, C, T), (windows, M)
@@ -97,9 +100,9 @@ class SleepStagingPipeline(Pipeline):
         device = self.model.device
         dtype = next(self.model.parameters()).dtype
         with torch.no_grad():
-            for start in tqdm(range(0, len(rows), batch_size), desc="sleep staging", unit="batch",
+            for start in tqdm(range(0, len(rows), windows_per_batch), desc="sleep staging", unit="batch",
                               disable=not progress_bar):
-                chosen = rows[start:start + batch_size]
+                chosen = rows[start:start + windows_per_batch]
                 logits = self.model(input_values=torch.as_tensor(values[chosen], device=device, dtype=dtype),
                                     modality_mask=torch.as_tensor(masks[chosen], device=device)).logits
                 probabilities[chosen] = torch.softmax(logits.float(), dim=-1).cpu().numpy()

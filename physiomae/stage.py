@@ -28,13 +28,13 @@ HYPNOGRAM_ORDER = ("W", "REM", "N1", "N2", "N3")  # top to bottom
 STAGE_COLOURS = {"W": "#f4a261", "REM": "#e76f51", "N1": "#a8dadc", "N2": "#457b9d", "N3": "#1d3557"}
 
 
-def stage_night(night: str, model: str, batch_size: int = 64, device: str | None = None,
+def stage_night(night: str, model: str, windows_per_batch: int = 64, device: str | None = None,
                 progress_bar: bool = True) -> list[dict[str, Any]]:
     """The pipeline's rows for `night` (see `modeling_physiomae.pipeline_physiomae`)."""
     from transformers import pipeline
 
     staging = pipeline("sleep-staging", model=model, trust_remote_code=True, device=device)
-    return staging(str(night), batch_size=batch_size, progress_bar=progress_bar)
+    return staging(str(night), windows_per_batch=windows_per_batch, progress_bar=progress_bar)
 
 
 def hypnogram_csv(rows: list[dict[str, Any]], labels: list[str]) -> str:
@@ -101,14 +101,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", required=True, help="folder or Hub id of a sleep-staging classifier")
     parser.add_argument("--out", required=True, help="hypnogram CSV to write")
     parser.add_argument("--png", help="hypnogram figure (default: --out with .png)")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--windows_per_batch", type=int, default=64, help="30-s windows per model call")
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the pipeline's choice)")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     arguments = parser.parse_args(argv)
     night = Path(arguments.night)
     if not night.exists() and not night.with_suffix(".hea").exists():
         parser.error(f"{night} does not exist (an EDF file, or a WFDB record's .hea or its path without extension)")
-    rows = stage_night(arguments.night, arguments.model, arguments.batch_size, arguments.device,
+    rows = stage_night(arguments.night, arguments.model, arguments.windows_per_batch, arguments.device,
                        progress_bar=not arguments.no_progress)
     if not rows:
         raise ValueError(f"{night}: the pipeline returned no epoch")

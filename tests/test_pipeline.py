@@ -21,9 +21,17 @@ def staging_rows_in_process(classifier, extractor):
 
 
 def test_pipeline_rows_are_the_classifiers_softmax_per_epoch():
+    from transformers import pipeline
+
     classifier = stager(1)
     extractor = PhysioMAEFeatureExtractor.from_config(classifier.config)
     rows = staging_rows_in_process(classifier, extractor)
+    staging = pipeline("sleep-staging", model=classifier, feature_extractor=extractor)
+    calls = []
+    classifier.register_forward_hook(lambda module, args, kwargs_or_output: calls.append(1))
+    assert staging(night(), sampling_rate=100, windows_per_batch=3, progress_bar=False) == rows  # 4 staged windows
+    assert len(calls) == 2  # in batches of 3: 3 + 1 windows
+    assert len(staging([night(), night()], sampling_rate=100, progress_bar=False)) == 2  # a list of nights
     features = extractor(night(), sampling_rate=100)
     assert [row["onset"] for row in rows] == [0.0, 30.0, 60.0, 90.0, 120.0]
     seen = features["modality_mask"].any(dim=1)
