@@ -75,3 +75,12 @@ def test_console_scripts_build_train_eval_from_outside_the_checkout(installed):
     assert (outside / "eval" / "comparison.md").is_file()
     exported = sorted(path.name for path in (outside / "eval").rglob("config.json"))
     assert exported, "eval exported no classifier"
+
+    # eval's exported sleep-staging classifier stages a night of the cohort through physiomae-stage
+    stager = next(path.parent for path in (outside / "eval").rglob("config.json") if path.parent.name.endswith("sleep-staging"))
+    record = sorted((outside / "cohort" / "training").glob("tr*"))[0]
+    printed = run(["physiomae-stage", str(record / record.name), "--model", str(stager), "--out", "night.csv",
+                   "--no_progress"], outside, env)
+    assert "minutes per stage" in printed and (outside / "night.png").is_file()
+    rows = (outside / "night.csv").read_text().splitlines()
+    assert rows[0].startswith("onset_seconds,stage,p_W") and len(rows) > 2
