@@ -96,3 +96,56 @@ def test_physiomae_stage_writes_the_hypnogram_of_an_edf_night(real_segments_dir,
     assert abs(sum(result["minutes"].values()) - 1.0) < 1e-9  # two 30-s epochs
     with pytest.raises(SystemExit):
         stage.main([str(tmp_path / "missing.edf"), "--model", str(model_dir), "--out", str(tmp_path / "x.csv")])
+
+
+def test_real_excerpts_written_as_edf_are_staged_right_by_a_stager_that_knows_them(real_segments_dir, tmp_path):
+    """End to end on real signals: a stager fitted to two real excerpts per stage (their WFDB windows) stages the
+    same excerpts written as EDF+ through pipeline("sleep-staging") with their scored stages. The EDF path, the
+    extractor's file reading and the pipeline's epoch rows all sit between the fit and the answer."""
+    import wfdb
+    from transformers import pipeline
+
+    from dataset_scripts import labels as label_tools
+    from helpers import tiny_config, write_edf
+    from modeling_physiomae import PhysioMAEForSequenceClassification
+
+    chosen: dict[int, list] = {}
+    for folder in sorted(path for path in real_segments_dir.iterdir() if path.name.startswith("seg-")):
+        notes = label_tools.read_wfdb_annotations(folder / f"{folder.name}.arousal")
+        stage = label_tools.STAGE_NOTE_TO_CODE[notes.aux_note[0]]
+        if len(set(notes.aux_note)) == 1 and len(chosen.setdefault(stage, [])) < 2:
+            chosen[stage].append(folder)
+        if sum(len(folders) for folders in chosen.values()) == 10:
+            break
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=5, id2label=STAGES, label2id={name: index for index, name in STAGES.items()})
+    model = PhysioMAEForSequenceClassification(config)
+    extractor = PhysioMAEFeatureExtractor.from_config(config)
+    values, masks, labels = [], [], []
+    for stage, folders in chosen.items():
+        for folder in folders:
+            features = extractor(str(folder / folder.name))  # the WFDB record
+            values.append(features["input_values"])
+            masks.append(features["modality_mask"])
+            labels += [stage] * len(features["input_values"])
+    values, masks, labels = torch.cat(values), torch.cat(masks), torch.tensor(labels)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in range(80):  # fits them with a wide margin (measured: every right stage's probability > 0.996 above the next)
+        loss = model(input_values=values, modality_mask=masks, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+    staging = pipeline("sleep-staging", model=model, feature_extractor=extractor)
+    for stage, folders in chosen.items():
+        for folder in folders:
+            record = wfdb.rdrecord(str(folder / folder.name))
+            edf = write_edf(tmp_path / f"{folder.name}.edf", [
+                (name, record.p_signal[:, index], record.fs, unit)
+                for index, (name, unit) in enumerate(zip(record.sig_name, record.units))
+                if np.ptp(record.p_signal[:, index]) > 0])
+            rows = staging(str(edf), progress_bar=False)
+            assert [row["onset"] for row in rows] == [0.0, 30.0]
+            assert [row["stage"] for row in rows] == [STAGES[stage]] * 2, (folder.name, rows)
