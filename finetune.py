@@ -98,8 +98,8 @@ def compare_with_random_init(arguments, settings: FinetuningSettings, data) -> d
                         model = PhysioMAEForSequenceClassification(PhysioMAEConfig.from_pretrained(folder, **STAGE_LABELS))
                     trainer = finetune(model, load_feature_extractor(folder), train, validation, settings,
                                        output_dir / "runs" / variant.name / f"{init}-{seed}", seed)
-                    metrics = {key: predict_metrics(trainer, test)[key]
-                               for key in ("balanced_accuracy", "macro_f1", "cohen_kappa")}
+                    scores = predict_metrics(trainer, test)
+                    metrics = {key: scores[key] for key in ("balanced_accuracy", "macro_f1", "cohen_kappa")}
                     logger.info("%s %s seed %d: %s", variant.name, init, seed, metrics)
                     runs.append({"seed": seed, **metrics})
                 entry[init] = {"runs": runs, "summary": summarise([{k: v for k, v in run.items() if k != "seed"} for run in runs])}
@@ -155,12 +155,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--validation_fraction", type=float, default=0.2,
                         help="share of probe-train records held out to choose the best checkpoint")
     defaults = FinetuningSettings()
-    for item in dataclasses.fields(FinetuningSettings):
-        kind = {"bool": None}.get(type(item.default).__name__, type(item.default))
-        if kind is None:
-            parser.add_argument(f"--{item.name}", action=argparse.BooleanOptionalAction, default=getattr(defaults, item.name))
+    for item in dataclasses.fields(FinetuningSettings):  # one flag per setting, with its default
+        default = getattr(defaults, item.name)
+        if isinstance(default, bool):
+            parser.add_argument(f"--{item.name}", action=argparse.BooleanOptionalAction, default=default)
         else:
-            parser.add_argument(f"--{item.name}", type=kind, default=getattr(defaults, item.name))
+            parser.add_argument(f"--{item.name}", type=type(default), default=default)
     arguments = parser.parse_args(argv)
     settings = FinetuningSettings(**{item.name: getattr(arguments, item.name) for item in dataclasses.fields(FinetuningSettings)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -53,7 +53,7 @@ def copy_hub_code(save_directory: str | os.PathLike) -> list[str]:
     copied = []
     for name in HUB_CODE_FILES:
         if (source / name).is_file():
-            if not (target / name).is_file() or (target / name).resolve() != (source / name):
+            if (target / name).resolve() != source / name:  # not when saving into the code's own folder
                 shutil.copyfile(source / name, target / name)
             copied.append(name)
     return copied
@@ -361,6 +361,8 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         """As `PreTrainedConfig.save_pretrained`, plus the Hub copy's code and an `auto_map` pointing into it (the
         model classes set their fuller map before saving their config)."""
+        # also under a model's save_pretrained (which set a fuller auto_map): a config loaded from a Hub folder
+        # carries an auto_map too, and its folder still needs the code; copying 4 small files twice is cheap
         os.makedirs(save_directory, exist_ok=True)
         copy_hub_code(save_directory)
         if "auto_map" in self.__dict__:

@@ -957,8 +957,9 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
         if "pipeline_physiomae.py" in code_files and isinstance(self, PhysioMAEForSequenceClassification):
             from .pipeline_physiomae import sleep_staging_custom_pipelines
 
-            if sleep_staging_custom_pipelines(self.config):
-                self.config.custom_pipelines = sleep_staging_custom_pipelines(self.config)
+            custom_pipelines = sleep_staging_custom_pipelines(self.config)
+            if custom_pipelines:
+                self.config.custom_pipelines = custom_pipelines
         try:
             return super().save_pretrained(save_directory, *args, **kwargs)
         finally:  # the live config is left as it was

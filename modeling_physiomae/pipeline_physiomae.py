@@ -82,12 +82,8 @@ class SleepStagingPipeline(Pipeline):
         else:
             recording, rate = inputs, sampling_rate
         features = self.feature_extractor(recording, sampling_rate=rate, return_tensors="np", return_report=True)
-        num_windows = len(features["input_values"])
-        onsets = features["report"].get("window_onsets_seconds")
-        if onsets is None:
-            onsets = [index * float(self.feature_extractor.window_seconds) for index in range(num_windows)]
         return {"input_values": features["input_values"], "modality_mask": features["modality_mask"],
-                "onsets": [float(onset) for onset in onsets]}
+                "onsets": [float(onset) for onset in features["report"]["window_onsets_seconds"]]}
 
     def _forward(self, model_inputs: dict[str, Any], windows_per_batch: int = 64,
                  progress_bar: bool = True) -> dict[str, Any]:

@@ -47,8 +47,10 @@ def test_pipeline_rows_are_the_classifiers_softmax_per_epoch():
 
 
 def test_only_sleep_staging_classifiers_name_the_pipeline():
-    from modeling_physiomae.pipeline_physiomae import is_sleep_staging_config
+    from dataset_scripts.labels import STAGE_NAMES
+    from modeling_physiomae.pipeline_physiomae import SLEEP_STAGE_LABELS, is_sleep_staging_config
 
+    assert SLEEP_STAGE_LABELS == tuple(STAGE_NAMES)  # the Hub copy's own list (it imports nothing of ours)
     assert is_sleep_staging_config(stager().config)
     assert not is_sleep_staging_config(PhysioMAEConfig(num_labels=2))
     assert not is_sleep_staging_config(PhysioMAEConfig(num_labels=5, id2label={0: "W", 1: "N2", 2: "N1", 3: "N3", 4: "REM"}))
