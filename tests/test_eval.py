@@ -246,10 +246,10 @@ def test_modality_tuning_is_zero_for_a_modality_the_model_cannot_see():
     encoder = tiny_encoder(2, initializer_range=0.2)  # larger weights: clearer responses
     ignored = encoder.config.modality_names.index("emg")
     with torch.no_grad():  # the emg tokenizer no longer reads the signal (conv and spectral paths): constant tokens
-        tokenizer = encoder.embeddings.tokenizers[ignored]
-        tokenizer.convolution.weight.zero_()
+        tokenizer = encoder.embeddings.tokenizer  # per-modality weights: the emg rows of the grouped layers
+        tokenizer.convolution.weight[tokenizer.convolution.rows_of_group(ignored)] = 0.0
         if getattr(tokenizer, "spectral_projection", None) is not None:  # tokenizer_type="conv+log_band_power"
-            tokenizer.spectral_projection.weight.zero_()
+            tokenizer.spectral_projection.weight[tokenizer.spectral_projection.rows_of_group(ignored)] = 0.0
     input_values = torch.randn(4, 13, 3000, generator=torch.Generator().manual_seed(2))
     modality_mask = torch.ones(4, 6, dtype=torch.bool)
     tuning = modality_tuning(encoder, input_values, modality_mask, ablation="zero_input")

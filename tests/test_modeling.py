@@ -15,6 +15,7 @@ from modeling_physiomae import (
     PhysioMAEModel,
 )
 from modeling_physiomae.configuration_physiomae import HUB_CODE_FILES
+from modeling_physiomae.modeling_physiomae import PhysioMAEGroupedLinear
 from helpers import tiny_config as shared_tiny_config
 
 SMALL_MODALITIES = {"eeg": ["C3-M2", "C4-M1"], "eog": ["E1-M2"], "resp": ["ABD", "CHEST"]}
@@ -137,7 +138,9 @@ def test_encoder_masks_only_when_asked_and_ids_restore_unshuffles():
     encoder_modalities = modality_mask & (torch.arange(3)[None] != masked.dropped_modality[:, None])
     candidates = encoder_modalities.repeat_interleave(config.num_patches, dim=1)
     visible_counts = [expected_visible(int(count)) for count in candidates.sum(dim=1)]
-    max_visible = max(visible_counts)
+    # padded to a length fixed by the config (what a sample with every token a candidate keeps), not the batch's
+    max_visible = expected_visible(sequence_length)
+    assert max_visible > max(visible_counts)
     assert masked.mask.shape == masked.ids_restore.shape == (batch_size, sequence_length)
     assert masked.last_hidden_state.shape == (batch_size, max_visible, config.hidden_size)
     assert masked.token_mask.shape == (batch_size, max_visible) and masked.pooler_output is None
@@ -312,14 +315,14 @@ def test_gradients_reach_every_tokenizer_and_decoder(decoder_type):
     model = PhysioMAEForPreTraining(config).train()
     output = model(random_windows(config, 2), generator=torch.Generator().manual_seed(0))
     output.loss.backward()
-    for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
+    # every modality's slice of the stacked tokenizer and head weights (leading axis = modality)
+    tokenizer = model.physiomae.embeddings.tokenizer
+    heads = model.decoder.heads if decoder_type == "in_place" else model.decoder.prediction
+    for index in range(config.num_modalities):
         for name, parameter in tokenizer.named_parameters():
-            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"tokenizer {index} {name}"
-    heads = model.decoder.heads if decoder_type == "in_place" else [decoder.prediction for decoder in model.decoders]
-    for index, head in enumerate(heads):
-        assert head.weight.grad.abs().sum() > 0, f"decoder head {index}"
-    for index, tokenizer in enumerate(model.physiomae.embeddings.tokenizers):
-        assert tokenizer.spectral_projection.weight.grad.abs().sum() > 0, f"spectral projection {index}"
+            assert parameter.grad is not None and parameter.grad[index].abs().sum() > 0, f"tokenizer {index} {name}"
+        assert heads.weight.grad[index].abs().sum() > 0, f"decoder head {index}"
+        assert tokenizer.spectral_projection.weight.grad[index].abs().sum() > 0, f"spectral projection {index}"
     assert model.physiomae.embeddings.modality_embeddings.grad.abs().sum(dim=1).gt(0).all()
 
 
@@ -384,10 +387,17 @@ def restricted_encoder(model: PhysioMAEModel, keep: list[int]) -> PhysioMAEModel
     names = [config.modality_names[index] for index in keep]
     small = PhysioMAEModel(tiny_config(modalities={name: config.modalities[name] for name in names}, pooling=config.pooling))
     state = {}
-    for key in small.state_dict():
-        if key.startswith("embeddings.tokenizers."):
-            _, _, new_index, rest = key.split(".", 3)
-            state[key] = model.state_dict()[f"embeddings.tokenizers.{keep[int(new_index)]}.{rest}"]
+    for key, value in small.state_dict().items():
+        if key.startswith("embeddings.tokenizer."):
+            # per-modality weights: the kept modalities' rows (grouped layers) or slices (stacked layers)
+            _, _, layer_name, kind = key.split(".")
+            layer, full = getattr(model.embeddings.tokenizer, layer_name), model.state_dict()[key]
+            if isinstance(layer, PhysioMAEGroupedLinear) and kind == "weight":
+                state[key] = full[[row for modality in keep for row in layer.rows_of_group(modality)]]
+            elif isinstance(layer, PhysioMAEGroupedLinear):  # bias (M * out,), modality-major
+                state[key] = full.reshape(config.num_modalities, -1)[keep].reshape(-1)
+            else:
+                state[key] = full[keep]
         elif key == "embeddings.modality_embeddings":
             state[key] = model.embeddings.modality_embeddings.detach()[keep]
         else:
@@ -663,17 +673,18 @@ def test_log_band_powers_put_a_sinusoid_in_its_band():
     from modeling_physiomae.modeling_physiomae import SPECTRAL_BANDS_HZ, log_band_powers, spectral_band_matrix
 
     band_matrix = spectral_band_matrix(100, 100)
-    assert band_matrix.shape == (51, len(SPECTRAL_BANDS_HZ))  # 1-s patches at 100 Hz resolve all six bands
-    torch.testing.assert_close(band_matrix.sum(dim=0), torch.ones(len(SPECTRAL_BANDS_HZ)))
+    matrix = torch.tensor(band_matrix)
+    assert matrix.shape == (51, len(SPECTRAL_BANDS_HZ))  # 1-s patches at 100 Hz resolve all six bands
+    torch.testing.assert_close(matrix.sum(dim=0), torch.ones(len(SPECTRAL_BANDS_HZ)))
     seconds = torch.arange(100) / 100.0
     for frequency, expected_band in ((2.0, 0), (10.0, 2), (14.0, 3), (40.0, 5)):
         patch = torch.sin(2 * math.pi * frequency * seconds)[None, None, None, :]  # (batch, P, channels, L)
-        powers = log_band_powers(patch, band_matrix)[0, 0]
+        powers = log_band_powers(patch, band_matrix)[0, 0, 0]  # (bands,)
         assert int(powers.argmax()) == expected_band, (frequency, powers)
     # log power scales with amplitude squared: x3 amplitude adds log(9) where the power is
     tone = torch.sin(2 * math.pi * 10.0 * seconds)[None, None, None, :]
     difference = log_band_powers(3 * tone, band_matrix, eps=0.0) - log_band_powers(tone, band_matrix, eps=0.0)
-    torch.testing.assert_close(difference[0, 0, 2], torch.tensor(math.log(9.0)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(difference[0, 0, 0, 2], torch.tensor(math.log(9.0)), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("target", ["log_band_power", "waveform+log_band_power"])
@@ -685,7 +696,7 @@ def test_target_statistics_standardise_and_predicting_the_mean_scores_one(target
     modality_mask = torch.ones(6, config.num_modalities, dtype=torch.bool)
     counts = model.set_target_statistics([(input_values[:3], modality_mask[:3]), (input_values[3:], modality_mask[3:])])
     assert counts == {name: 6 * config.num_patches for name in config.modality_names}
-    for index, raw_target in enumerate(model.raw_targets(input_values)):
+    for index, raw_target in enumerate(model.unpad_targets(model.raw_targets(input_values))):
         mean, std, weight = model.target_statistics(index)
         standardised = (raw_target - mean) / std
         flat = standardised.flatten(0, 1)
@@ -696,9 +707,8 @@ def test_target_statistics_standardise_and_predicting_the_mean_scores_one(target
     resp_weight = model.target_statistics(config.modality_names.index("resp"))[2]
     assert (resp_weight == 0).sum() > 0  # the silent channel's dimensions are left out
     # a model whose decoders predict 0 (= the training mean in standardised units) scores exactly 1 on that data
-    for head in model.decoders:
-        torch.nn.init.zeros_(head.prediction.weight)
-        torch.nn.init.zeros_(head.prediction.bias)
+    torch.nn.init.zeros_(model.decoder.prediction.weight)
+    torch.nn.init.zeros_(model.decoder.prediction.bias)
     with torch.no_grad():
         output = model(input_values, modality_mask=modality_mask, generator=torch.Generator().manual_seed(0))
     ratio = output.reconstruction_error_sum / output.reconstruction_reference_sum
@@ -714,8 +724,8 @@ def test_bottleneck_decoders_see_only_the_pooled_modality_embeddings():
         output = model(input_values, noise=noise)
         # every patch of a modality gets a prediction that differs only by its learned time position: replacing
         # the time positions by one shared vector makes all patches' predictions equal
-        for decoder in model.decoders:
-            decoder.time_position_embeddings.copy_(decoder.time_position_embeddings[:, :1].expand_as(decoder.time_position_embeddings))
+        positions = model.decoder.time_position_embeddings  # (modality, P, width)
+        positions.copy_(positions[:, :1].expand_as(positions))
         flat = model(input_values, noise=noise)
     assert not torch.allclose(output.predicted_targets[0][:, 0], output.predicted_targets[0][:, 1])
     torch.testing.assert_close(flat.predicted_targets[0][:, 0], flat.predicted_targets[0][:, 1])

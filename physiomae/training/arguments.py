@@ -136,6 +136,11 @@ class PretrainingArguments:
         metadata={"help": "torch intra-op threads per process (default: OMP_NUM_THREADS when set, else the cores this "
                   "process may use divided by the processes of the run on this machine)."},
     )
+    torch_compile: bool = field(
+        default=False,
+        metadata={"help": "Run the training forward through torch.compile (one graph; the masking draws are made "
+                  "outside it). Costs compilation time at the start; see benchmarks/results_compile.md."},
+    )
     logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps (and the first and last)."})
     save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
     save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})

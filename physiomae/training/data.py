@@ -69,10 +69,22 @@ class WindowCollator:
         self.mapping = ChannelMapping.for_config(config, layout)
         self.num_dataset_channels = self.mapping.num_dataset_channels
         self.num_dataset_modalities = self.mapping.num_dataset_modalities
+        self.channel_names = list(config.channel_names)
+        # modality index of every model channel
+        self.channel_modality = np.repeat(np.arange(config.num_modalities), [len(c) for c in config.modalities.values()])
 
     def from_arrays(self, input_values: np.ndarray, modality_mask: np.ndarray, channel_mask: np.ndarray | None,
                     records: list, windows: list) -> dict[str, Any]:
         input_values, present = self.mapping.model_inputs(input_values, channel_mask, modality_mask=modality_mask)
+        # the model's own value checks read the batch back from the device (and are skipped under torch.compile):
+        # check here, on the host, where it costs nothing
+        non_finite = ~np.isfinite(input_values) & present[:, self.channel_modality, None]
+        if non_finite.any():
+            sample, channel, _ = np.argwhere(non_finite)[0]
+            raise ValueError(
+                f"window {records[sample]}:{int(windows[sample])} has NaN/inf values in present channel "
+                f"{self.channel_names[channel]!r}; rebuild the dataset or mark the channel absent"
+            )
         return {
             # float16 datasets stay float16 until they reach the device (half the bytes between processes and
             # to the GPU); the training loop casts to float32 there.

@@ -193,6 +193,9 @@ class PretrainingRun:
         strategy = get_strategy(self.strategy)
         self.model = strategy.load_model_class()(self.config)
         self.model_accepts_generator = "generator" in inspect.signature(self.model.forward).parameters
+        # the masked autoencoders' masking draws are made here, outside the (possibly compiled) forward
+        self.masking = getattr(getattr(self.model, "physiomae", None), "masking", None)
+        self.forward_model = self.model
         if not strategy.trains:
             return
         decay, no_decay = [], []
@@ -213,6 +216,11 @@ class PretrainingRun:
             optimizer, num_warmup_steps=int(round(self.args.warmup_ratio * self.steps)), num_training_steps=self.steps
         )
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        self.forward_model = self.model
+        if self.args.torch_compile:
+            # one graph for the whole training forward (no graph breaks: the model reads no data back to the host);
+            # under DDP, dynamo splits the graph at gradient buckets itself, so fullgraph is not asked for there
+            self.forward_model = torch.compile(self.model, fullgraph=self.accelerator.num_processes == 1)
         # Masking / modality dropout randomness: one generator per process, never seeded inside the model.
         self.generator = torch.Generator(device=self.accelerator.device)
         self.generator.manual_seed(self.args.seed * 1000 + self.accelerator.process_index)
@@ -404,8 +412,13 @@ class PretrainingRun:
         device = self.accelerator.device
         input_values = batch["input_values"].to(device, non_blocking=True).float()
         modality_mask = batch["modality_mask"].to(device, non_blocking=True)
-        kwargs = {"generator": self.generator} if self.model_accepts_generator else {}
-        return self.model(input_values=input_values, modality_mask=modality_mask, **kwargs)
+        kwargs = {}
+        if self.masking is not None:  # draws from the run's generator (saved in checkpoints), made outside the forward
+            noise, modality_dropout_noise = self.masking.draw_noise(input_values.shape[0], self.generator, device)
+            kwargs = {"noise": noise, "modality_dropout_noise": modality_dropout_noise}
+        elif self.model_accepts_generator:
+            kwargs = {"generator": self.generator}
+        return self.forward_model(input_values=input_values, modality_mask=modality_mask, **kwargs)
 
     def optimizer_step(self, batches: Iterator) -> tuple[StepRecord, torch.Tensor | None, list[list[str]]]:
         """One optimizer step over `gradient_accumulation_steps` batches; returns the reduced record."""
