@@ -256,18 +256,10 @@ def build_patchtst(config: PhysioMAEConfig):
 
 
 def adamw_like_train_py(model: torch.nn.Module, settings: SizeSettings) -> torch.optim.Optimizer:
-    """AdamW with train.py's groups: no weight decay on biases, norms and embeddings."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        is_no_decay = parameter.ndim < 2 or "norm" in name.lower() or "embedding" in name.lower()
-        (no_decay if is_no_decay else decay).append(parameter)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings.learning_rate,
-        betas=settings.adam_betas,
-    )
+    """train.py's own AdamW (`physiomae.training.pretraining.build_adamw`), for both models."""
+    from physiomae.training.pretraining import build_adamw
+
+    return build_adamw(model, settings.learning_rate, settings.weight_decay, settings.adam_betas)
 
 
 @dataclass
@@ -278,19 +270,35 @@ class PretrainingCase:
     model: torch.nn.Module
     compute_loss: Callable[[], torch.Tensor]
     optimizer: torch.optim.Optimizer
+    compile_s: float | None = None
 
 
-def physiomae_case(settings: SizeSettings, input_values: torch.Tensor, device: torch.device, precision: str) -> PretrainingCase:
+def physiomae_case(settings: SizeSettings, input_values: torch.Tensor, device: torch.device, precision: str,
+                   compiled: bool = False) -> PretrainingCase:
+    """As train.py: the masking draws come from the run's generator outside the forward (`--torch_compile`:
+    the forward through `torch.compile(model, fullgraph=True)`)."""
     torch.manual_seed(0)
     model = PhysioMAEForPreTraining(settings.config).to(device).train()
+    forward = torch.compile(model, fullgraph=True) if compiled else model
     generator = torch.Generator(device=device).manual_seed(0)
     modality_mask = torch.ones(input_values.shape[0], settings.config.num_modalities, dtype=torch.bool, device=device)
 
     def compute_loss() -> torch.Tensor:
+        noise, modality_dropout_noise = model.physiomae.masking.draw_noise(input_values.shape[0], generator, device)
         with autocast_context(device, precision):
-            return model(input_values=input_values, modality_mask=modality_mask, generator=generator).loss
+            return forward(input_values=input_values, modality_mask=modality_mask, noise=noise,
+                           modality_dropout_noise=modality_dropout_noise).loss
 
-    return PretrainingCase("PhysioMAEForPreTraining", model, compute_loss, adamw_like_train_py(model, settings))
+    label = "PhysioMAEForPreTraining" + (" (torch.compile)" if compiled else "")
+    return PretrainingCase(label, model, compute_loss, adamw_like_train_py(model, settings))
+
+
+def count_graph_breaks(compute_loss: Callable[[], torch.Tensor]) -> int:
+    """Graph breaks `torch._dynamo.explain` finds in one training forward (0 = compiles as one graph)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    return int(torch._dynamo.explain(compute_loss)().graph_break_count)
 
 
 def patchtst_case(settings: SizeSettings, input_values: torch.Tensor, device: torch.device, precision: str) -> PretrainingCase:
@@ -378,9 +386,17 @@ def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings
     results: dict[str, dict[str, Any]] = {}
     for name, case in cases.items():
         timing = timings[name]
+        if name.endswith("_compiled"):  # the compiled step's operators are inductor's kernels: not comparable
+            results[name] = {"model": case.label, **timing, "windows_per_s": batch_size / timing["median_s"],
+                             "compile_s": case.compile_s}
+            continue
         flops = count_forward_backward_flops(case.compute_loss)
         case.optimizer.zero_grad(set_to_none=True)
         operators = count_aten_operators(training_step_function(case, settings.max_grad_norm))
+        forward_operators = count_aten_operators(case.compute_loss)
+        case.optimizer.zero_grad(set_to_none=True)
+        forward_backward_operators = count_aten_operators(lambda: case.compute_loss().backward())
+        case.optimizer.zero_grad(set_to_none=True)
         results[name] = {
             "model": case.label,
             "parameters": sum(parameter.numel() for parameter in case.model.parameters()),
@@ -390,6 +406,9 @@ def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings
             "forward_backward_flops": flops,
             "achieved_flops_per_s": flops / timing["median_s"],
             "aten_operators_per_step": operators,
+            "aten_operators_forward": forward_operators,
+            "aten_operators_forward_backward": forward_backward_operators,
+            "graph_breaks": count_graph_breaks(case.compute_loss),
             "parameter_tensors": sum(1 for _ in case.model.parameters()),
         }
     if device.type == "cuda":
@@ -540,6 +559,28 @@ def markdown_summary(report: dict[str, Any]) -> str:
             f"{row['patchtst_flops_fraction_of_matmul']:.0%} | {best_fraction:.0%} | {operators} | "
             f"{load_before}-{load_after} |"
         )
+    lines += ["", "ATen operators (dispatcher calls) of one step: forward only / forward + backward / the whole training "
+              "step (forward, backward, clipping, AdamW); graph breaks of the training forward (`torch._dynamo.explain`).",
+              "", "| size | precision | PhysioMAE fwd / fwd+bwd / step | PatchTST fwd / fwd+bwd / step | fwd+bwd ratio | "
+              "parameter tensors (PhysioMAE / PatchTST) | graph breaks (PhysioMAE / PatchTST) | PhysioMAE compiled windows/s "
+              "| compiled / PatchTST | compile s |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in report["pretraining"]:
+        physiomae, patchtst, compiled = row["physiomae"], row["patchtst"], row.get("physiomae_compiled")
+
+        def counts(result):
+            return (f"{result.get('aten_operators_forward', '?')} / {result.get('aten_operators_forward_backward', '?')} / "
+                    f"{result.get('aten_operators_per_step', '?')}")
+
+        ratio = (physiomae["aten_operators_forward_backward"] / patchtst["aten_operators_forward_backward"]
+                 if "aten_operators_forward_backward" in physiomae else float("nan"))
+        compiled_cells = (f"{compiled['windows_per_s']:.1f} | {compiled['windows_per_s'] / patchtst['windows_per_s']:.2f}x | "
+                          f"{compiled['compile_s']:.0f}" if compiled else "- | - | -")
+        lines.append(
+            f"| {row['size']} | {row['precision']} | {counts(physiomae)} | {counts(patchtst)} | {ratio:.2f}x | "
+            f"{physiomae.get('parameter_tensors', '?')} / {patchtst.get('parameter_tensors', '?')} | "
+            f"{physiomae.get('graph_breaks', '?')} / {patchtst.get('graph_breaks', '?')} | {compiled_cells} |"
+        )
     if report.get("embedding"):
         lines += ["", "| size | precision | embedding windows/s (PhysioMAEModel, no_grad, batch 64) | best step |",
                   "| --- | --- | ---: | ---: |"]
@@ -581,6 +622,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-data", action="store_true", help="skip the data loading benchmark")
     parser.add_argument("--skip-embedding", action="store_true")
     parser.add_argument("--profile", action="store_true", help="add torch.profiler top-operator tables")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also time PhysioMAE's step with the forward through torch.compile(fullgraph=True)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the summary tables here")
     return parser.parse_args(argv)
@@ -630,6 +673,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "physiomae": physiomae_case(settings, input_values, device, precision),
                 "patchtst": patchtst_case(settings, input_values, device, precision),
             }
+            if arguments.torch_compile:
+                compiled = physiomae_case(settings, input_values, device, precision, compiled=True)
+                started = time.perf_counter()
+                training_step_function(compiled, settings.max_grad_norm)()  # compiles forward and backward
+                synchronize(device)
+                compiled.compile_s = time.perf_counter() - started
+                print(f"[{name} {precision}] torch.compile: {compiled.compile_s:.0f} s", flush=True)
+                cases["physiomae_compiled"] = compiled
             tokens = batch_size * encoder_tokens_per_window(config)
             measured = measure_pretraining_side_by_side(cases, settings, batch_size, tokens, device, precision,
                                                         warmup, steps)
@@ -662,6 +713,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "reference_matmul": matmul,
                 "peak_memory_mib_both_models": measured.get("peak_memory_mib_both_models"),
                 "ratio_windows_per_s": physiomae["windows_per_s"] / patchtst["windows_per_s"],
+                "physiomae_compiled": measured.get("physiomae_compiled"),
                 "physiomae_flops_fraction_of_matmul": physiomae["achieved_flops_per_s"] / matmul["flops_per_s"],
                 "patchtst_flops_fraction_of_matmul": patchtst["achieved_flops_per_s"] / matmul["flops_per_s"],
             }

@@ -746,11 +746,17 @@ class PhysioMAEMasking(nn.Module):
     def draw_noise(
         self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The masking's random draws: `noise` `(batch, M * P)` and `modality_dropout_noise` `(batch, 1 + M)`."""
+        """The masking's random draws: `noise` `(batch, M * P)` and `modality_dropout_noise` `(batch, 1 + M)`. The
+        modality dropout draws are only made when random dropout is on (training mode, `modality_dropout_prob >
+        0`; zeros otherwise, never read), so a plain MAE draws exactly `noise` from `generator` per batch."""
         config = self.config
         device = torch.device(device) if device is not None else (generator.device if generator is not None else None)
-        modality_dropout_noise = random_uniform((batch_size, 1 + config.num_modalities), generator, device)
         noise = random_uniform((batch_size, config.num_modalities * config.num_patches), generator, device)
+        shape = (batch_size, 1 + config.num_modalities)
+        if self.training and config.modality_dropout_prob > 0.0:
+            modality_dropout_noise = random_uniform(shape, generator, device)
+        else:
+            modality_dropout_noise = torch.zeros(shape, device=noise.device)
         return noise, modality_dropout_noise
 
     def _resolve_forced_dropout(self, dropped_modality, droppable: torch.BoolTensor) -> torch.LongTensor:

@@ -68,3 +68,29 @@ def test_step_equals_per_modality_implementation(name):
     assert set(actual_gradients) == {key for key in parameters if key in expected_gradients and parameters[key].requires_grad}
     for key, actual in actual_gradients.items():
         torch.testing.assert_close(actual, expected_gradients[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("name", ["bottleneck_default", "in_place_waveform_lbp_late", "contrastive"])
+def test_folder_saved_with_per_modality_weights_loads_converted(name, tmp_path, caplog):
+    """A folder written before the stacking (per-modality state dict) loads with from_pretrained: converted, with a
+    warning, nothing missing or unexpected, and it computes the reference step."""
+    from safetensors.torch import save_file
+
+    reference = REFERENCE["cases"][name]
+    model_class = type(case_model(name))
+    case_model(name).config.save_pretrained(tmp_path)
+    save_file({key: value.contiguous() for key, value in reference["state_dict"].items()}, tmp_path / "model.safetensors")
+    with caplog.at_level("WARNING"):
+        model, loading_info = model_class.from_pretrained(tmp_path, output_loading_info=True)
+    assert "saved with one module per modality" in caplog.text
+    assert not loading_info["missing_keys"] and not loading_info["unexpected_keys"], loading_info
+    torch.set_num_threads(1)
+    result = run_case(model, name)
+    torch.testing.assert_close(result["outputs"]["loss"], reference["outputs"]["loss"], rtol=1e-5, atol=1e-6)
+    # the encoder alone loads from the same folder too (the decoders' weights are not needed)
+    from modeling_physiomae import PhysioMAEModel
+
+    encoder, encoder_info = PhysioMAEModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not encoder_info["missing_keys"], encoder_info
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(value, model.physiomae.state_dict()[key], rtol=0, atol=0, msg=key)

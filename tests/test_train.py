@@ -193,6 +193,28 @@ def test_strategy_trains_and_loss_falls(strategy, tiny_dataset, tmp_path):
     assert run_args["arguments"]["strategy"] == strategy
 
 
+def test_torch_compile_trains_the_same_steps_as_eager(tiny_dataset, tmp_path):
+    """--torch_compile runs the training forward as one compiled graph (backend aot_eager here: traced forward and
+    backward, no code generation, so the test takes seconds) and logs the same losses as the eager run."""
+    import torch._dynamo
+
+    logs, weights = {}, {}
+    for name, extra in (("eager", []), ("compiled", ["--torch_compile", "--torch_compile_backend", "aot_eager"])):
+        output_dir = tmp_path / name
+        torch._dynamo.reset()
+        run_train(base_arguments(tiny_dataset, output_dir, "--max_steps", 4, "--per_device_batch_size", 8,
+                                 "--save_steps", 0, *extra))
+        logs[name] = read_log(output_dir / "train_log.jsonl")
+        weights[name] = export_weights(output_dir / "export")
+    assert json.loads((tmp_path / "compiled" / "run_args.json").read_text())["arguments"]["torch_compile"] is True
+    eager_losses = [entry["loss"] for entry in logs["eager"]]
+    compiled_losses = [entry["loss"] for entry in logs["compiled"]]
+    assert len(eager_losses) == 4
+    np.testing.assert_allclose(compiled_losses, eager_losses, rtol=1e-5)
+    for key, value in weights["eager"].items():
+        torch.testing.assert_close(weights["compiled"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+
 def test_random_init_exports_the_seeded_untrained_model(tmp_path):
     for name, seed in (("first", 3), ("again", 3), ("other", 4)):
         run_train([TINY_YAML, "--strategy", "random_init", "--seed", seed, "--output_dir", tmp_path / name,

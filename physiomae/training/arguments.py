@@ -139,7 +139,11 @@ class PretrainingArguments:
     torch_compile: bool = field(
         default=False,
         metadata={"help": "Run the training forward through torch.compile (one graph; the masking draws are made "
-                  "outside it). Costs compilation time at the start; see benchmarks/results_compile.md."},
+                  "outside it). Costs compilation time at the start; see benchmarks/results_pretraining_vs_patchtst_cpu.md."},
+    )
+    torch_compile_backend: str = field(default="inductor", metadata={"help": "torch.compile backend (with --torch_compile)."})
+    torch_compile_mode: Optional[str] = field(
+        default=None, metadata={"help": "torch.compile mode, e.g. max-autotune (with --torch_compile)."}
     )
     logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps (and the first and last)."})
     save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps (0: only at the end)."})

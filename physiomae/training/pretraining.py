@@ -198,18 +198,8 @@ class PretrainingRun:
         self.forward_model = self.model
         if not strategy.trains:
             return
-        decay, no_decay = [], []
-        for name, parameter in self.model.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            (no_decay if parameter.ndim < 2 or "norm" in name.lower() or "embedding" in name.lower() else decay).append(parameter)
-        # The model has hundreds of small parameter tensors (a tokenizer per modality, decoder layers): the multi-tensor
-        # (foreach) AdamW cuts its operator count ~4.6x on CPU; on CUDA the fused kernel does one launch.
-        on_cuda = self.accelerator.device.type == "cuda"
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
-            **({"fused": True} if on_cuda else {"foreach": True}),
+        optimizer = build_adamw(
+            self.model, self.args.learning_rate, self.args.weight_decay, (self.args.adam_beta1, self.args.adam_beta2)
         )
         self.steps = self.total_steps()
         scheduler = get_cosine_schedule_with_warmup(
@@ -220,7 +210,12 @@ class PretrainingRun:
         if self.args.torch_compile:
             # one graph for the whole training forward (no graph breaks: the model reads no data back to the host);
             # under DDP, dynamo splits the graph at gradient buckets itself, so fullgraph is not asked for there
-            self.forward_model = torch.compile(self.model, fullgraph=self.accelerator.num_processes == 1)
+            self.forward_model = torch.compile(
+                self.model,
+                fullgraph=self.accelerator.num_processes == 1,
+                backend=self.args.torch_compile_backend,
+                mode=self.args.torch_compile_mode,
+            )
         # Masking / modality dropout randomness: one generator per process, never seeded inside the model.
         self.generator = torch.Generator(device=self.accelerator.device)
         self.generator.manual_seed(self.args.seed * 1000 + self.accelerator.process_index)
@@ -608,6 +603,24 @@ class PretrainingRun:
             digest.update(name.encode())
             digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+
+def build_adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float, betas: tuple[float, float]):
+    """train.py's AdamW: no weight decay on biases, norms and embeddings; the fused kernel (one operator for every
+    parameter, no host reads of the step count) where torch has it for the parameters' device, else the multi-tensor
+    (foreach) one."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        # biases by name too: the stacked per-modality biases are (modalities, 1, width)
+        exempt = parameter.ndim < 2 or name.endswith("bias") or "norm" in name.lower() or "embedding" in name.lower()
+        (no_decay if exempt else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused AdamW for this device / torch version
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, foreach=True)
 
 
 def make_accelerator(training_args: PretrainingArguments, output_dir: Path):
