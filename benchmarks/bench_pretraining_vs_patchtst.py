@@ -271,6 +271,7 @@ class PretrainingCase:
     compute_loss: Callable[[], torch.Tensor]
     optimizer: torch.optim.Optimizer
     compile_s: float | None = None
+    traced_loss: Callable[[], torch.Tensor] | None = None  # the forward alone (random draws made before), for dynamo
 
 
 def physiomae_case(settings: SizeSettings, input_values: torch.Tensor, device: torch.device, precision: str,
@@ -283,22 +284,26 @@ def physiomae_case(settings: SizeSettings, input_values: torch.Tensor, device: t
     generator = torch.Generator(device=device).manual_seed(0)
     modality_mask = torch.ones(input_values.shape[0], settings.config.num_modalities, dtype=torch.bool, device=device)
 
-    def compute_loss() -> torch.Tensor:
-        noise, modality_dropout_noise = model.physiomae.masking.draw_noise(input_values.shape[0], generator, device)
+    def loss_with(noise: torch.Tensor, modality_dropout_noise: torch.Tensor) -> torch.Tensor:
         with autocast_context(device, precision):
             return forward(input_values=input_values, modality_mask=modality_mask, noise=noise,
                            modality_dropout_noise=modality_dropout_noise).loss
 
+    def compute_loss() -> torch.Tensor:
+        return loss_with(*model.physiomae.masking.draw_noise(input_values.shape[0], generator, device))
+
+    fixed_draws = model.physiomae.masking.draw_noise(input_values.shape[0], torch.Generator(device=device).manual_seed(1), device)
     label = "PhysioMAEForPreTraining" + (" (torch.compile)" if compiled else "")
-    return PretrainingCase(label, model, compute_loss, adamw_like_train_py(model, settings))
+    return PretrainingCase(label, model, compute_loss, adamw_like_train_py(model, settings),
+                           traced_loss=lambda: loss_with(*fixed_draws))
 
 
-def count_graph_breaks(compute_loss: Callable[[], torch.Tensor]) -> int:
+def count_graph_breaks(case: PretrainingCase) -> int:
     """Graph breaks `torch._dynamo.explain` finds in one training forward (0 = compiles as one graph)."""
     import torch._dynamo
 
     torch._dynamo.reset()
-    return int(torch._dynamo.explain(compute_loss)().graph_break_count)
+    return int(torch._dynamo.explain(case.traced_loss or case.compute_loss)().graph_break_count)
 
 
 def patchtst_case(settings: SizeSettings, input_values: torch.Tensor, device: torch.device, precision: str) -> PretrainingCase:
@@ -408,7 +413,7 @@ def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings
             "aten_operators_per_step": operators,
             "aten_operators_forward": forward_operators,
             "aten_operators_forward_backward": forward_backward_operators,
-            "graph_breaks": count_graph_breaks(case.compute_loss),
+            "graph_breaks": count_graph_breaks(case),
             "parameter_tensors": sum(1 for _ in case.model.parameters()),
         }
     if device.type == "cuda":
