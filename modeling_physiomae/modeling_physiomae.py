@@ -351,12 +351,12 @@ def pool_tokens(sequence_output: torch.Tensor, token_mask: torch.BoolTensor, con
 
 class ModalityPadding:
     """
-    The per-modality layout that lets one batched operation serve every modality: each modality's channels
-    padded to the widest modality's `max_channels` with an all-zero channel.
+    The per-modality layout of the reconstruction targets, which lets one batched computation serve every
+    modality: each modality's channels padded to the widest modality's `max_channels` with an all-zero channel.
 
     `pad(x)`: `(batch, num_channels, ...)` -> `(batch, num_modalities, max_channels, ...)`, zeros in the
-    padding; `unpad(x)`: the inverse. Padded channels only ever meet zero inputs or zero loss weights, so the
-    stacked weights' padded entries never change a result or receive a gradient.
+    padding; `unpad(x)`: the inverse. Padded target dimensions have loss weight 0, so the prediction heads'
+    padded outputs never change the loss or receive a gradient.
     """
 
     def __init__(self, config: PhysioMAEConfig):
@@ -1184,7 +1184,7 @@ class PhysioMAEInPlaceDecoder(nn.Module):
 # ----------------------------------------------------------------------------------------------
 PER_MODALITY_KEY = re.compile(
     r"(^|\.)(embeddings\.tokenizers\.\d+\.|decoders\.\d+\.|decoder\.heads\.\d+\.|projections\.\d+\.|target_(mean|std|weight)_\d+$"
-    r"|attention\.(query|key|value)\.(weight|bias)$)"
+    r"|attention\.(query|key|value)\.(weight|bias)$|band_matrix$)"
 )
 """State-dict keys of the per-modality layout (one module per modality and separate query / key / value
 projections, PhysioMAE before 2026-12-02)."""
@@ -1218,7 +1218,9 @@ def load_per_modality_state_dict(model: nn.Module, state_dict: dict[str, torch.T
     for key, value in state_dict.items():
         if not PER_MODALITY_KEY.search(key):
             continue
-        if (match := re.fullmatch(r"(.*\.)?attention\.(query|key|value)\.(weight|bias)", key)) and "decoders." not in key:
+        if re.fullmatch(r"(.*\.)?band_matrix", key):  # saved by early versions; today derived from the config
+            loaded.append(key)
+        elif (match := re.fullmatch(r"(.*\.)?attention\.(query|key|value)\.(weight|bias)", key)) and "decoders." not in key:
             # a self-attention (encoder, in-place decoder): today one fused qkv projection, rows queries, keys, values
             fused.setdefault((match[1] or "", match[3]), {})[match[2]] = value
             loaded.append(key)

@@ -79,7 +79,12 @@ def test_folder_saved_with_per_modality_weights_loads_converted(name, tmp_path, 
     reference = REFERENCE["cases"][name]
     model_class = type(case_model(name))
     case_model(name).config.save_pretrained(tmp_path)
-    save_file({key: value.contiguous() for key, value in reference["state_dict"].items()}, tmp_path / "model.safetensors")
+    saved = {key: value.contiguous() for key, value in reference["state_dict"].items()}
+    # early versions also saved the (config-derived) band-power matrix, per tokenizer and in the pretraining model
+    prefix = "physiomae." if any(key.startswith("physiomae.") for key in saved) else ""
+    saved[f"{prefix}embeddings.tokenizers.0.band_matrix"] = torch.rand(51, 6)
+    saved["band_matrix"] = torch.rand(51, 6)
+    save_file(saved, tmp_path / "model.safetensors")
     with caplog.at_level("WARNING"):
         model, loading_info = model_class.from_pretrained(tmp_path, output_loading_info=True)
     assert "saved with one module per modality" in caplog.text
