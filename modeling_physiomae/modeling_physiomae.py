@@ -61,8 +61,10 @@ class PhysioMAEModelOutput(ModelOutput):
 
     Without masking (`apply_masking=False`, the default) the sequence is every token in modality-major order,
     `sequence_length = num_modalities * num_patches`. With masking it is the visible tokens only, in the
-    per-sample shuffled order of `ids_restore` and padded to the batch maximum: `sequence_length =
-    max_visible_tokens` (as in ViT-MAE, row `r` of sample `b` is token `argsort(ids_restore[b])[r]`).
+    per-sample shuffled order of `ids_restore` and padded to a length fixed by the config, what a window with
+    every modality present and none dropped keeps: `sequence_length = max_visible_tokens =
+    keep_count(num_modalities * num_patches)` (as in ViT-MAE, row `r` of sample `b` is token
+    `argsort(ids_restore[b])[r]`).
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
@@ -77,8 +79,9 @@ class PhysioMAEModelOutput(ModelOutput):
             embeddings, then the output of each layer (before the final layer norm).
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
             `num_hidden_layers` tensors of shape `(batch_size, num_heads, sequence_length, sequence_length)`.
-            Rows of real tokens sum to 1 and put zero weight on absent / padding tokens. A row of an absent
-            or padding token only attends to itself (its output is discarded).
+            Rows of real tokens sum to 1 and put zero weight on absent / padding tokens. Rows of absent or
+            padding tokens (outputs discarded) attend to the real tokens (early fusion) or only to themselves
+            (late fusion).
         token_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`):
             True where the row of `last_hidden_state` is a real token: one of a present modality (without
             masking) or a visible one, not padding (with masking).
@@ -138,8 +141,8 @@ class PhysioMAEForPreTrainingOutput(ModelOutput):
         dropped_modality (`torch.LongTensor` of shape `(batch_size,)`):
             Index of the modality removed by input modality dropout per sample, -1 where none.
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, max_visible_tokens, hidden_size)`):
-            Encoder output for the visible tokens (padded to the batch maximum; padded slots are zero, see
-            `visible_token_mask`), as [`PhysioMAEModel`] returns it with `apply_masking=True`.
+            Encoder output for the visible tokens (padded to `max_visible_tokens`, fixed by the config; padded
+            slots are zero, see `visible_token_mask`), as [`PhysioMAEModel`] returns it with `apply_masking=True`.
         visible_token_mask (`torch.BoolTensor` of shape `(batch_size, max_visible_tokens)`):
             True for real visible tokens, False for padding (the encoder output's `token_mask`).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
