@@ -97,6 +97,11 @@ class ModalityLayoutMixin:
         return len(self.channel_names)
 
     @property
+    def channel_modality_indices(self) -> list[int]:
+        """The modality index of every channel of `input_values`' channel axis."""
+        return [index for index, channels in enumerate(self.modalities.values()) for _ in channels]
+
+    @property
     def modality_channel_slices(self) -> dict[str, slice]:
         """The slice of `input_values`' channel axis that holds each modality."""
         slices, start = {}, 0

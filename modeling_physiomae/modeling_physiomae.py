@@ -212,11 +212,7 @@ def is_compiling() -> bool:
 
 def channel_modality_mask(config: PhysioMAEConfig, modality_mask: torch.BoolTensor) -> torch.BoolTensor:
     """`(batch, num_modalities)` -> `(batch, num_channels)`: each channel takes its modality's value."""
-    channels_per_modality = torch.tensor(
-        [len(channels) for channels in config.modalities.values()], device=modality_mask.device
-    )
-    # output_size makes the result's shape known without reading the repeats back (no host sync)
-    return modality_mask.repeat_interleave(channels_per_modality, dim=1, output_size=config.num_channels)
+    return modality_mask.index_select(1, torch.tensor(config.channel_modality_indices, device=modality_mask.device))
 
 
 def validate_and_prepare_inputs(
@@ -550,14 +546,17 @@ class PhysioMAEStackedLinear(nn.Module):
         output = torch.baddbmm(self.bias, hidden_states.reshape(num_groups, -1, in_features), self.weight)
         return output.reshape(num_groups, *rest, output.shape[-1])
 
-    def load_group(self, group: int, weight: torch.Tensor, bias: torch.Tensor | None, out_index=None) -> None:
-        """Copy an `nn.Linear`'s `weight (out, in)` / `bias (out,)` into group `group`: inputs fill the first `in`
-        rows, outputs the columns `out_index` (default the first `out`)."""
-        out_index = list(range(weight.shape[0])) if out_index is None else list(out_index)
-        with torch.no_grad():
+    @torch.no_grad()
+    def load_group(self, group: int, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                   out_index=None) -> None:
+        """Copy an `nn.Linear`'s `weight (out, in)` and / or `bias (out,)` into group `group`: inputs fill the first
+        `in` rows, outputs the columns `out_index` (default the first `out`)."""
+        out_features = (weight if weight is not None else bias).shape[0]
+        out_index = list(range(out_features)) if out_index is None else list(out_index)
+        if weight is not None:
             self.weight[group, : weight.shape[1], out_index] = weight.t().to(self.weight.dtype)
-            if bias is not None:
-                self.bias[group, 0, out_index] = bias.to(self.bias.dtype)
+        if bias is not None:
+            self.bias[group, 0, out_index] = bias.to(self.bias.dtype)
 
 
 class PhysioMAEStackedLayerNorm(nn.Module):
@@ -752,15 +751,17 @@ class PhysioMAEMasking(nn.Module):
         """The masking's random draws: `noise` `(batch, M * P)` and `modality_dropout_noise` `(batch, 1 + M)`. The
         modality dropout draws are only made when random dropout is on (training mode, `modality_dropout_prob >
         0`; zeros otherwise, never read), so a plain MAE draws exactly `noise` from `generator` per batch."""
-        config = self.config
-        device = torch.device(device) if device is not None else (generator.device if generator is not None else None)
-        noise = random_uniform((batch_size, config.num_modalities * config.num_patches), generator, device)
-        shape = (batch_size, 1 + config.num_modalities)
-        if self.training and config.modality_dropout_prob > 0.0:
-            modality_dropout_noise = random_uniform(shape, generator, device)
-        else:
-            modality_dropout_noise = torch.zeros(shape, device=noise.device)
-        return noise, modality_dropout_noise
+        device = torch.device(device) if device is not None else (generator.device if generator is not None else "cpu")
+        return self._draw_token_noise(batch_size, generator, device), self._draw_dropout_noise(batch_size, generator, device)
+
+    def _draw_token_noise(self, batch_size: int, generator: torch.Generator | None, device) -> torch.Tensor:
+        return random_uniform((batch_size, self.config.num_modalities * self.config.num_patches), generator, device)
+
+    def _draw_dropout_noise(self, batch_size: int, generator: torch.Generator | None, device) -> torch.Tensor:
+        shape = (batch_size, 1 + self.config.num_modalities)
+        if self.training and self.config.modality_dropout_prob > 0.0:
+            return random_uniform(shape, generator, device)
+        return torch.zeros(shape, device=device)
 
     def _resolve_forced_dropout(self, dropped_modality, droppable: torch.BoolTensor) -> torch.LongTensor:
         batch_size, num_modalities = droppable.shape
@@ -839,10 +840,10 @@ class PhysioMAEMasking(nn.Module):
         batch_size, num_modalities = modality_mask.shape
         sequence_length = num_modalities * config.num_patches
         device = modality_mask.device
-        if noise is None or modality_dropout_noise is None:
-            drawn_noise, drawn_dropout_noise = self.draw_noise(batch_size, generator, device)
-            noise = drawn_noise if noise is None else noise
-            modality_dropout_noise = drawn_dropout_noise if modality_dropout_noise is None else modality_dropout_noise
+        if noise is None:
+            noise = self._draw_token_noise(batch_size, generator, device)
+        if modality_dropout_noise is None:
+            modality_dropout_noise = self._draw_dropout_noise(batch_size, generator, device)
         for name, value, shape in (
             ("noise", noise, (batch_size, sequence_length)),
             ("modality_dropout_noise", modality_dropout_noise, (batch_size, 1 + num_modalities)),
@@ -1271,11 +1272,8 @@ def load_per_modality_state_dict(model: nn.Module, state_dict: dict[str, torch.T
                 getattr(stacked, match[6])[modality, 0] = value.to(stacked.weight.dtype)
                 continue
             head = stacked_path.endswith(("decoder.prediction", "decoder.heads"))
-            out_index = target_index[modality] if head else list(range(column_offset, column_offset + value.shape[0]))
-            if match[6] == "weight":
-                stacked.weight[modality, : value.shape[1], out_index] = value.t().to(stacked.weight.dtype)
-            else:
-                stacked.bias[modality, 0, out_index] = value.to(stacked.bias.dtype)
+            out_index = target_index[modality] if head else range(column_offset, column_offset + value.shape[0])
+            stacked.load_group(modality, **{match[6]: value}, out_index=out_index)
     for (prefix, kind), parts in fused.items():
         attention, path = module(f"{prefix}attention")
         if attention is None:

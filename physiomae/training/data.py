@@ -70,8 +70,7 @@ class WindowCollator:
         self.num_dataset_channels = self.mapping.num_dataset_channels
         self.num_dataset_modalities = self.mapping.num_dataset_modalities
         self.channel_names = list(config.channel_names)
-        # modality index of every model channel
-        self.channel_modality = np.repeat(np.arange(config.num_modalities), [len(c) for c in config.modalities.values()])
+        self.channel_modality = np.asarray(config.channel_modality_indices)  # modality index of every model channel
 
     def from_arrays(self, input_values: np.ndarray, modality_mask: np.ndarray, channel_mask: np.ndarray | None,
                     records: list, windows: list) -> dict[str, Any]:

@@ -195,7 +195,6 @@ class PretrainingRun:
         self.model_accepts_generator = "generator" in inspect.signature(self.model.forward).parameters
         # the masked autoencoders' masking draws are made here, outside the (possibly compiled) forward
         self.masking = getattr(getattr(self.model, "physiomae", None), "masking", None)
-        self.forward_model = self.model
         if not strategy.trains:
             return
         optimizer = build_adamw(
