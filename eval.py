@@ -40,6 +40,10 @@ class EvalArguments:
     )
     real_segments_limit: int | None = field(default=None, metadata={"help": "Use only N real segments, evenly spaced over the record list."})
     real_segments_test_fraction: float = field(default=0.5, metadata={"help": "Share of real segments in probe-test."})
+    real_segments_train_dir: str | None = field(
+        default=None, metadata={"help": "Other real segments to fit the probes on: probe-test is then all of "
+                                        "--real_segments_dir (the test fraction is not used)."}
+    )
     tasks: list[str] = field(default_factory=lambda: list(probing.TASKS), metadata={"help": "Tasks to probe."})
     batch_size: int = field(default=64, metadata={"help": "Windows per encoder forward pass."})
     c_grid: list[float] = field(default_factory=lambda: list(probing.DEFAULT_C_GRID), metadata={"help": "C values tried by CV."})
@@ -53,6 +57,12 @@ class EvalArguments:
     export_classifiers: bool = field(default=True, metadata={"help": "Export one Hub-format classifier per task."})
     repo_prefix: str = field(default="", metadata={"help": "Hub namespace used in the model cards' repo ids."})
     device: str = field(default="cpu", metadata={"help": "Torch device of the encoders."})
+    label_fractions: list[float] = field(
+        default_factory=list,
+        metadata={"help": "Label efficiency: refit every probe on these shares of the probe-train records "
+                          "(e.g. 0.05 0.1 0.25 0.5 1); writes label_efficiency.{json,md} and a plot per task."},
+    )
+    label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds of the label shares."})
 
 
 def parse_arguments(argv: list[str]) -> EvalArguments:
@@ -78,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         real_segments_dir=arguments.real_segments_dir,
         real_segments_limit=arguments.real_segments_limit,
         real_segments_test_fraction=arguments.real_segments_test_fraction,
+        real_segments_train_dir=arguments.real_segments_train_dir,
         tasks=arguments.tasks,
         batch_size=arguments.batch_size,
         probe=ProbeSettings(
@@ -93,9 +104,13 @@ def main(argv: list[str] | None = None) -> dict:
         export_classifiers=arguments.export_classifiers,
         repo_prefix=arguments.repo_prefix,
         device=arguments.device,
+        label_fractions=tuple(arguments.label_fractions),
+        label_seeds=tuple(arguments.label_seeds),
     )
     results = run_evaluation(settings)
     print((Path(arguments.output_dir) / "comparison.md").read_text())
+    if arguments.label_fractions:
+        print((Path(arguments.output_dir) / "label_efficiency.md").read_text())
     return results
 
 

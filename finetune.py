@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import numpy as np
 from transformers import set_seed
 
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEFeatureExtractor, PhysioMAEForSequenceClassification
+from physiomae.evaluation.label_efficiency import label_efficiency, label_efficiency_markdown
 from physiomae.evaluation.runner import discover_variants, load_probe_data, load_real_segments
 from physiomae.finetuning import (
     STAGE_LABELS, FinetuningSettings, StagingWindows, finetune, predict_metrics, split_validation,
@@ -78,34 +80,50 @@ def finetune_one(arguments, settings: FinetuningSettings, data) -> dict:
 
 
 def compare_with_random_init(arguments, settings: FinetuningSettings, data) -> dict:
-    """--checkpoints: pretrained against random initialisation over seeds."""
+    """--checkpoints: pretrained against random initialisation over seeds, on all of probe-train and, with
+    --label_fractions, on each share of its records (`physiomae.evaluation.label_efficiency`: the same drawn records
+    for both inits; the validation records are held out of the drawn ones)."""
     output_dir = Path(arguments.output_dir)
+    fractions = sorted({1.0, *arguments.label_fractions})
     results = {"data": data.description, "settings": {**vars(arguments), **dataclasses.asdict(settings)}, "variants": {}}
     for checkpoint in arguments.checkpoints:
         for variant in discover_variants(checkpoint):
             if variant.is_concatenation:
                 continue  # a concatenation of unimodal encoders is not one fine-tunable model
             folder = variant.encoder_folders[0]
-            train, validation, test = staging_rows(data, PhysioMAEConfig.from_pretrained(folder), arguments.validation_fraction)
+            config = PhysioMAEConfig.from_pretrained(folder)
+            rows, test = StagingWindows(data.train_split, config), StagingWindows(data.test_split, config)
+            scores: dict[tuple, dict] = {}
+
+            def score(init: str, mask: np.ndarray, seed: int) -> float:
+                train, validation = split_validation(rows.subset(np.flatnonzero(mask)), arguments.validation_fraction)
+                set_seed(seed)
+                if init == "pretrained":
+                    model = PhysioMAEForSequenceClassification.from_pretrained(folder, **STAGE_LABELS)
+                else:
+                    model = PhysioMAEForSequenceClassification(PhysioMAEConfig.from_pretrained(folder, **STAGE_LABELS))
+                run_dir = output_dir / "runs" / variant.name / f"{init}-{len(train)}w-{seed}"
+                trainer = finetune(model, load_feature_extractor(folder), train, validation, settings, run_dir, seed)
+                metrics = {key: value for key, value in predict_metrics(trainer, test).items()
+                           if key in ("balanced_accuracy", "macro_f1", "cohen_kappa")}
+                shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints of a comparison run are not kept
+                logger.info("%s %s, %d training windows of %d records, seed %d: %s", variant.name, init, len(train),
+                            len(np.unique(train.records)), seed, metrics)
+                scores[(init, int(mask.sum()), seed)] = metrics
+                return metrics["balanced_accuracy"]
+
+            efficiency = label_efficiency(rows.records, rows.labels.numpy(), ["pretrained", "random_init"], score,
+                                          fractions, arguments.seeds)
+            full = int(len(rows))
             entry = {}
             for init in ("pretrained", "random_init"):
-                runs = []
-                for seed in arguments.seeds:
-                    set_seed(seed)
-                    if init == "pretrained":
-                        model = PhysioMAEForSequenceClassification.from_pretrained(folder, **STAGE_LABELS)
-                    else:
-                        model = PhysioMAEForSequenceClassification(PhysioMAEConfig.from_pretrained(folder, **STAGE_LABELS))
-                    trainer = finetune(model, load_feature_extractor(folder), train, validation, settings,
-                                       output_dir / "runs" / variant.name / f"{init}-{seed}", seed)
-                    scores = predict_metrics(trainer, test)
-                    metrics = {key: scores[key] for key in ("balanced_accuracy", "macro_f1", "cohen_kappa")}
-                    logger.info("%s %s seed %d: %s", variant.name, init, seed, metrics)
-                    runs.append({"seed": seed, **metrics})
+                runs = [{"seed": seed, **scores[(init, full, seed)]} for seed in arguments.seeds]
                 entry[init] = {"runs": runs, "summary": summarise([{k: v for k, v in run.items() if k != "seed"} for run in runs])}
             entry["difference_balanced_accuracy"] = (
                 entry["pretrained"]["summary"]["balanced_accuracy"]["mean"] - entry["random_init"]["summary"]["balanced_accuracy"]["mean"]
             )
+            if len(fractions) > 1:
+                entry["label_efficiency"] = efficiency
             results["variants"][variant.name] = entry
     atomic_write_json(output_dir / "finetune.json", results)
     atomic_write_text(output_dir / "finetune.md", markdown(results))
@@ -138,6 +156,12 @@ def markdown(results: dict) -> str:
                 f"| {summary['macro_f1']['mean']:.3f} | {summary['cohen_kappa']['mean']:.3f} | {per_seed} |"
             )
         lines.append(f"| {variant} | pretrained − random | {entry['difference_balanced_accuracy']:+.3f} | | | |")
+    for variant, entry in results["variants"].items():
+        if "label_efficiency" in entry:
+            lines += ["", label_efficiency_markdown(
+                entry["label_efficiency"], f"{variant} fine-tuned on a share of the probe-train records (the validation "
+                f"share held out of the drawn records), test balanced accuracy (mean ± std over seeds)",
+                baseline="random_init").rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -148,6 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
     model.add_argument("--checkpoints", nargs="+", help="encoders to compare with random initialisation")
     parser.add_argument("--real_segments_dir")
     parser.add_argument("--real_segments_test_fraction", type=float, default=0.5)
+    parser.add_argument("--real_segments_train_dir",
+                        help="other real excerpts to train on; probe-test is then all of --real_segments_dir")
+    parser.add_argument("--label_fractions", type=float, nargs="+", default=[],
+                        help="with --checkpoints: also fine-tune on these shares of the probe-train records")
     parser.add_argument("--real_segments_limit", type=int, help="use only N real excerpts, evenly spaced (quick runs)")
     parser.add_argument("--dataset_dir")
     parser.add_argument("--output_dir", required=True)
@@ -165,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     settings = FinetuningSettings(**{item.name: getattr(arguments, item.name) for item in dataclasses.fields(FinetuningSettings)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if arguments.real_segments_dir:
-        data = load_real_segments(arguments.real_segments_dir, arguments.real_segments_limit, arguments.real_segments_test_fraction)
+        data = load_real_segments(arguments.real_segments_dir, arguments.real_segments_limit,
+                                  arguments.real_segments_test_fraction, arguments.real_segments_train_dir)
     elif arguments.dataset_dir:
         data = load_probe_data(arguments.dataset_dir)
     else:

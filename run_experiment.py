@@ -2,17 +2,20 @@
 
     python run_experiment.py configs/demo.yaml                  # what `make demo` runs
     python run_experiment.py configs/experiment_base.yaml       # the same on the real PhysioNet 2018 data
+    python run_experiment.py configs/release.yaml               # the shipped models (physiomae.pretrained)
 
 Steps (each one a separate, resumable command that can also be run by hand):
-1. data: `data_dir` (a challenge-layout folder) or, when it is empty, a synthetic cohort generated with
-   `python -m dataset_scripts.synthetic_psg` into OUTPUT/cohort;
+1. data: `data_dir` (a challenge-layout folder, or a list of them, listed together in OUTPUT/raw/RECORDS) or,
+   when it is empty, a synthetic cohort generated with `python -m dataset_scripts.synthetic_psg` into OUTPUT/cohort;
 2. dataset: `python -m dataset_scripts.physionet2018 build` into OUTPUT/data (reused when present);
 3. pretraining: `accelerate launch train.py TRAIN_CONFIG --strategy S` for every strategy, into OUTPUT/runs/S
-   (a finished run, one with OUTPUT/runs/S/export, is skipped);
+   (a finished run, one with OUTPUT/runs/S/export, is skipped; an interrupted one resumes from its last checkpoint);
 4. evaluation: `python eval.py EVAL_CONFIG --checkpoints OUTPUT/runs/*` into OUTPUT/eval (on
    `real_segments_dir` instead of the dataset's probe splits when it is set);
 5. fine-tuning (when `finetune_strategies` is not empty): `python finetune.py` from each listed strategy's
    export against random initialisation, into OUTPUT/finetune;
+6. release (when `release_dir` is set): the `release_strategy` export and its eval.py sleep-staging classifier,
+   scored end to end and carded, into `release_dir` (`physiomae.release`);
 then the comparison table is printed with the location of every output.
 """
 
@@ -38,7 +41,7 @@ class ExperimentSettings:
     """The experiment's YAML file (keys = field names)."""
 
     output_dir: str = "outputs/demo"
-    data_dir: str | None = None  # challenge-layout folder; None -> generate a synthetic cohort
+    data_dir: str | list[str] | None = None  # challenge-layout folder(s); None -> generate a synthetic cohort
     synthetic_train: int = 24
     synthetic_test: int = 24
     synthetic_hours: float = 1.0
@@ -52,8 +55,12 @@ class ExperimentSettings:
     eval_config: str = "configs/eval_tiny.yaml"
     eval_args: list[str] = field(default_factory=list)
     real_segments_dir: str | None = None  # labelled real excerpts to probe / fine-tune on instead of the probe splits
+    real_segments_train_dir: str | None = None  # other labelled excerpts to fit on: real_segments_dir is then all test
     finetune_strategies: list[str] = field(default_factory=list)  # fine-tune these strategies' exports (finetune.py)
     finetune_args: list[str] = field(default_factory=list)  # extra finetune.py flags, e.g. ["--max_steps", "300"]
+    release_dir: str | None = None  # write the shipped encoder + sleep stager here (physiomae.release)
+    release_report_dir: str | None = None  # and the release's measured numbers and plot here
+    release_strategy: str = "mae_modality_drop"
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "ExperimentSettings":
@@ -66,6 +73,10 @@ class ExperimentSettings:
         bad = sorted(set(settings.strategies) - set(STRATEGIES))
         if bad:
             raise SystemExit(f"{path}: unknown strategies {bad}; choose from {STRATEGIES}")
+        if settings.release_dir and not {settings.release_strategy, "random_init"} <= set(settings.strategies):
+            raise SystemExit(f"{path}: a release needs the strategies {settings.release_strategy} and random_init")
+        if settings.release_dir and not settings.real_segments_dir:
+            raise SystemExit(f"{path}: a release is scored on real_segments_dir, which is not set")
         missing = sorted(set(settings.finetune_strategies) - set(settings.strategies))
         if missing:
             raise SystemExit(f"{path}: finetune_strategies {missing} are not among the strategies {settings.strategies}")
@@ -83,9 +94,13 @@ def run_step(title: str, command: list[str], env: dict[str, str] | None = None) 
 
 
 def prepare_data(settings: ExperimentSettings, output_dir: Path) -> Path:
-    """Return the raw challenge-layout folder, generating the synthetic cohort when none is given."""
-    if settings.data_dir:
+    """Return the raw challenge-layout folder, generating the synthetic cohort when none is given. Several
+    folders become one: OUTPUT/raw/RECORDS lists the records of each (their RECORDS file, else their
+    sub-folders) by absolute path, which the builder reads as one data folder."""
+    if isinstance(settings.data_dir, str):
         return Path(settings.data_dir)
+    if settings.data_dir:
+        return list_records(settings.data_dir, output_dir / "raw")
     cohort_dir = output_dir / "cohort"
     if (cohort_dir / "age-sex.csv").is_file():
         print(f"=== synthetic cohort: reusing {cohort_dir}")
@@ -97,6 +112,25 @@ def prepare_data(settings: ExperimentSettings, output_dir: Path) -> Path:
          "--hours", str(settings.synthetic_hours), "--seed", str(settings.synthetic_seed)],
     )
     return cohort_dir
+
+
+def list_records(folders: list[str], raw_dir: Path) -> Path:
+    lines = []
+    for folder in map(Path, folders):
+        listing = folder / "RECORDS"
+        if listing.is_file():
+            names = [line.strip() for line in listing.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        elif folder.is_dir():
+            names = sorted(child.name for child in folder.iterdir() if child.is_dir())
+        else:
+            raise SystemExit(f"data_dir {folder} is not a folder")
+        lines += [f"{(folder / name).resolve()}/" for name in names]
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{line}\n" for line in lines)
+    if not (raw_dir / "RECORDS").is_file() or (raw_dir / "RECORDS").read_text() != text:
+        (raw_dir / "RECORDS").write_text(text)
+    print(f"=== data: {len(lines)} records of {len(folders)} folders listed in {raw_dir / 'RECORDS'}")
+    return raw_dir
 
 
 def build_dataset(settings: ExperimentSettings, raw_dir: Path, output_dir: Path) -> Path:
@@ -148,15 +182,24 @@ def pretrain_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path)
             f"pretraining {strategy}",
             launcher + ["-m", "train", resolve_config(settings.train_config), "--strategy", strategy,
                         "--dataset_dir", str(data_dir), "--output_dir", str(run_dir),
-                        "--mixed_precision", settings.mixed_precision, *settings.train_args],
+                        "--mixed_precision", settings.mixed_precision, "--resume_from_checkpoint", "latest",
+                        *settings.train_args],
             env,
         )
     return run_dirs
 
 
+def probe_data_flags(settings: ExperimentSettings, data_dir: Path) -> list[str]:
+    """eval.py's / finetune.py's data: the real excerpts when set, else the dataset's probe splits."""
+    if not settings.real_segments_dir:
+        return ["--dataset_dir", str(data_dir)]
+    flags = ["--real_segments_dir", settings.real_segments_dir]
+    return flags + (["--real_segments_train_dir", settings.real_segments_train_dir] if settings.real_segments_train_dir else [])
+
+
 def evaluate_all(settings: ExperimentSettings, data_dir: Path, run_dirs: list[Path], output_dir: Path) -> Path:
     eval_dir = output_dir / "eval"
-    data = ["--real_segments_dir", settings.real_segments_dir] if settings.real_segments_dir else ["--dataset_dir", str(data_dir)]
+    data = probe_data_flags(settings, data_dir)
     run_step(
         "evaluation",
         [sys.executable, "-m", "eval", resolve_config(settings.eval_config), *data,
@@ -170,7 +213,7 @@ def finetune_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path)
     if not settings.finetune_strategies:
         return None
     finetune_dir = output_dir / "finetune"
-    data = ["--real_segments_dir", settings.real_segments_dir] if settings.real_segments_dir else ["--dataset_dir", str(data_dir)]
+    data = probe_data_flags(settings, data_dir)
     run_step(
         "fine-tuning",
         [sys.executable, "-m", "finetune", *data, "--checkpoints",
@@ -178,6 +221,22 @@ def finetune_all(settings: ExperimentSettings, data_dir: Path, output_dir: Path)
          "--output_dir", str(finetune_dir), *settings.finetune_args],
     )
     return finetune_dir
+
+
+def release(settings: ExperimentSettings, output_dir: Path, eval_dir: Path, finetune_dir: Path | None,
+            config: str) -> None:
+    """Write the shipped encoder and sleep stager (`physiomae.release`) and print the release's numbers."""
+    from physiomae.release import write_release
+
+    print(f"\n=== release into {settings.release_dir}", flush=True)
+    started = time.perf_counter()
+    report_dir = Path(settings.release_report_dir or output_dir / "release")
+    write_release(output_dir / "runs" / settings.release_strategy, output_dir / "runs" / "random_init", eval_dir,
+                  finetune_dir, settings.real_segments_dir, Path(settings.release_dir), report_dir,
+                  command=f"python run_experiment.py {config}", strategy=settings.release_strategy)
+    print((report_dir / "release.md").read_text())
+    print(f"=== release: done in {time.perf_counter() - started:.0f} s; shipped folders in {settings.release_dir}, "
+          f"report in {report_dir}")
 
 
 def print_summary(output_dir: Path, data_dir: Path, run_dirs: list[Path], eval_dir: Path) -> None:
@@ -215,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     print_summary(output_dir, data_dir, run_dirs, eval_dir)
     if finetune_dir is not None:
         print((finetune_dir / "finetune.md").read_text())
+    if settings.release_dir:
+        release(settings, output_dir, eval_dir, finetune_dir, arguments.config)
     print(f"Experiment finished in {(time.perf_counter() - started) / 60:.1f} min.")
 
 

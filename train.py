@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pretrain PhysioMAE with Accelerate: every strategy of DESIGN.md, exact resume, export and push.
+"""Pretrain PhysioMAE with Accelerate: every pretraining strategy, exact resume, export and push.
 
 Usage::
 

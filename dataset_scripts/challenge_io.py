@@ -35,7 +35,9 @@ channels, mask names and field order, the padding/off-by-one rule) is defined on
 the names this module always exported (``STAGE_NAMES``, ``STAGE_SUBTYPES``, ``STAGE_MASK_NAMES``, ...)
 are re-exported from there.
 
-Every file is written atomically (temporary file in the same folder, then ``os.replace``).
+Every file is written atomically (temporary file in the same folder, then ``os.replace``). Before anything is
+written, :func:`check_header_fields` refuses a header the reader would refuse (gain not > 0, non-integer
+baseline, impossible sampling frequency, empty units or channel name).
 """
 
 from __future__ import annotations
@@ -417,6 +419,38 @@ def write_arousal_masks(
 # --------------------------------------------------------------------------------------------
 
 
+def check_header_fields(
+    record_name: str,
+    channel_names: Sequence[str],
+    units: Sequence[str],
+    gains: Sequence[float],
+    baselines: Sequence[int],
+    fs: float,
+) -> None:
+    """Refuse, before anything is written, a header the reader would refuse (the reader's own checks,
+    ``feature_extraction_physiomae.check_number_range`` / ``SAMPLING_RATE_RANGE_HZ``): a sampling frequency outside
+    that range, a gain that is not a finite number > 0, a baseline that is not an integer, units that are empty or
+    hold spaces, a channel name that is empty. Raises ``HeaderFieldError`` (a ``ValueError``) naming the record,
+    the channel, the field and the value."""
+    from modeling_physiomae.feature_extraction_physiomae import (
+        SAMPLING_RATE_RANGE_HZ,
+        HeaderFieldError,
+        check_number_range,
+    )
+
+    check_number_range(float(fs), "sampling frequency", record_name, low=SAMPLING_RATE_RANGE_HZ[0],
+                       high=SAMPLING_RATE_RANGE_HZ[1], shown=fs)
+    for name, unit, gain, baseline in zip(channel_names, units, gains, baselines):
+        where = f"{record_name}, channel {name!r}"
+        if not str(name).strip():
+            raise HeaderFieldError(record_name, "channel name", name, "is empty")
+        check_number_range(float(gain), "gain", where, low=0, low_open=True, shown=gain)
+        if not float(baseline).is_integer():
+            raise HeaderFieldError(where, "baseline", baseline, "is not an integer")
+        if not str(unit).strip() or any(character.isspace() for character in str(unit)):
+            raise HeaderFieldError(where, "units", unit, "are empty or hold spaces")
+
+
 def write_record(
     record_dir: str | os.PathLike,
     record_name: str,
@@ -452,6 +486,7 @@ def write_record(
             raise ValueError(
                 f"{record_name}: {field_name} has {len(values)} entries for {number_of_channels} channels"
             )
+    check_header_fields(record_name, channel_names, units, gains, baselines, fs)
     if signals.ndim != 2 or signals.shape[1] != number_of_channels:
         raise ValueError(
             f"{record_name}: signals must be (samples, channels={number_of_channels}), got {signals.shape}"

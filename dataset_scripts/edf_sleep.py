@@ -31,7 +31,8 @@ names must be unique. Stages come from the first of these that exists:
     of two forms (lines starting with `#` are comments):
     - with a header row naming an `onset` and a `stage` column (and optionally `duration`), onsets in seconds
       from the start of the recording: each row's stage holds for `duration` seconds, or, without one, until the
-      next row's onset (the last row: one 30-s epoch);
+      next row's onset (the last row: one 30-s epoch). A row whose onset is not a plain number >= 0 is skipped, a
+      duration that is not a number > 0 is read as absent; both are listed in the record's `labels.problems`;
           onset,stage
           0,W
           30,N1
@@ -86,8 +87,11 @@ usable channel are skipped and counted.
 `records_found/built/skipped`, `records_skipped_by_reason`, `windows_kept/skipped(_by_reason)`,
 `unknown_annotation_notes`; `splits`; `listing_problems`; `age_sex`; `records`) plus
 `totals.unknown_labels` / `undefined_labels` ({text: count}), `windows_unlabelled`, `windows_after_hypnogram_end`,
-`records_truncated_hypnogram`, and per record `psg`, `hypnogram`, `label_source` (`hypnogram`, `csv`,
-`annotations` or null), `sampling_rates`, `units`, `labels` {...} and the extractor's `preprocessing` report.
+`records_truncated_hypnogram`, `records_with_reader_problems`, and per record `psg`, `hypnogram`, `label_source`
+(`hypnogram`, `csv`, `annotations` or null), `sampling_rates`, `units`, `labels` {...}, `reader_problems` (what
+`read_recording` worked around, naming the field: a signal without calibration skipped, an impossible patient age
+left unknown ...) and the extractor's `preprocessing` report. The EDF header itself is parsed strictly by
+`read_recording` (a malformed or impossible field skips the record with `reason_kind` `bad header field`).
 """
 
 from __future__ import annotations
@@ -96,7 +100,6 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -198,7 +201,11 @@ def intervals_from_annotations(annotations: list[tuple[float, float | None, str]
 
 def read_stage_csv(path: str | os.PathLike, epoch_seconds: float = EPOCH_SECONDS) -> tuple[list[StageInterval], list[dict]]:
     """Parse a stage CSV (both forms of the module docstring). Returns the intervals and the problems found
-    (`{"line", "problem", "text"}`); rows with an unreadable onset are skipped and listed there."""
+    (`{"line", "problem", "text"}`): a row whose onset is not a plain number (`parse_number`: no `nan`, `inf`) of
+    seconds >= 0 is skipped and listed there; a duration that is not a number > 0 is listed there and read as absent
+    (the stage holds until the next onset)."""
+    from modeling_physiomae.feature_extraction_physiomae import HeaderFieldError, parse_number
+
     path = Path(path)
     problems: list[dict] = []
     try:
@@ -222,18 +229,19 @@ def read_stage_csv(path: str | os.PathLike, epoch_seconds: float = EPOCH_SECONDS
             onset = position * epoch_seconds
         else:
             try:
-                onset = float(cells[onset_at])
-                if not math.isfinite(onset):
-                    raise ValueError
-            except ValueError:
-                problems.append({"line": line, "problem": f"unreadable onset {cells[onset_at]!r}", "text": ",".join(row)})
+                onset = float(parse_number(cells[onset_at], "onset", f"{path}, line {line}", low=0))
+            except HeaderFieldError as error:
+                kind = "impossible" if error.problem.startswith("is impossible") else "unreadable"
+                problems.append({"line": line, "problem": f"{kind} onset {cells[onset_at]!r}", "text": ",".join(row)})
                 continue
         duration = None
         if duration_at is not None and cells[duration_at]:
             try:
-                duration = float(cells[duration_at])
-            except ValueError:
-                problems.append({"line": line, "problem": f"unreadable duration {cells[duration_at]!r}", "text": ",".join(row)})
+                duration = float(parse_number(cells[duration_at], "duration", f"{path}, line {line}", low=0, low_open=True))
+            except HeaderFieldError as error:
+                kind = "impossible" if error.problem.startswith("is impossible") else "unreadable"
+                problems.append({"line": line, "problem": f"{kind} duration {cells[duration_at]!r} (read as absent)",
+                                 "text": ",".join(row)})
         entries.append((onset, duration if onset_at is not None else (duration or epoch_seconds), cells[stage_at]))
     return intervals_from_annotations(entries, epoch_seconds), problems
 
@@ -499,6 +507,9 @@ def process_edf_record(
         sampling_rates=dict(zip(recording.channel_names, recording.sampling_rates)),
         units=dict(zip(recording.channel_names, recording.units)),
         skipped_channels=list(recording.skipped_channels),
+        # what the reader noticed and worked around (a signal without calibration skipped, an impossible patient age
+        # left unknown, ...), each naming the field
+        reader_problems=list(recording.problems),
     )
     age, sex = _age_sex(record, recording, age_sex)
     report.update(age=age, sex=sex)
@@ -542,9 +553,12 @@ def process_edf_record(
 
 def _skipped_record_report(record: EdfRecordFiles, error: Exception) -> dict:
     kind = getattr(error, "kind", None) or ("file not found" if isinstance(error, FileNotFoundError) else type(error).__name__)
-    return {"psg": record.psg, "hypnogram": record.hypnogram or record.stages_csv, "label_source": record.label_source,
-            "labelled": record.labelled, "folder": record.folder, "status": "skipped", "reason": str(error),
-            "reason_kind": kind, "windows_kept": 0}
+    entry = {"psg": record.psg, "hypnogram": record.hypnogram or record.stages_csv, "label_source": record.label_source,
+             "labelled": record.labelled, "folder": record.folder, "status": "skipped", "reason": str(error),
+             "reason_kind": kind, "windows_kept": 0}
+    if getattr(error, "field", None):  # a header field at fault (HeaderFieldError): named on its own too
+        entry["field"] = error.field
+    return entry
 
 
 def _edf_totals(records: dict[str, dict]) -> dict:
@@ -562,6 +576,7 @@ def _edf_totals(records: dict[str, dict]) -> dict:
         "windows_after_hypnogram_end": sum((entry.get("labels") or {}).get("windows_after_hypnogram_end", 0) for entry in built),
         "records_truncated_hypnogram": sum(
             1 for entry in built if (entry.get("labels") or {}).get("hypnogram_seconds_beyond_signal", 0) > 0),
+        "records_with_reader_problems": sum(1 for entry in built if entry.get("reader_problems")),
     }
 
 

@@ -21,6 +21,9 @@ this module reproduces sample for sample on the real `tr03-0005` (tests/test_lab
   `arousal_*)` event, then -1 ("not scored", wins over +1) on `[start - 10 s - 1, end + 10 s)` of every
   `(resp_*` ... `resp_*)` event (apneas/hypopneas) and of every run of wake. Undefined stage stays 0.
 
+The notes count samples in the clock of the `## time resolution: F` definition note; F must be the record's
+sampling frequency (`check_time_resolution`), else the notes are unusable. Stage masks must hold only 0 and 1.
+
 Window labels (30-s windows aligned to the record start):
 
 - `sleep_stage`: the stage (W, N1, N2, N3, REM = 0..4) that holds the most samples of the window;
@@ -33,9 +36,11 @@ note spelling, the padding rule) is defined once in `dataset_scripts/challenge_f
 the writer `dataset_scripts/challenge_io.py`; `STAGE_NAMES`, `STAGE_NOTE_TO_CODE`, `STAGE_MASK_TO_CODE`
 and the other names this module always exported are re-exported from there.
 
-`age-sex.csv` (`Record,Sex,Age`): sex is case-insensitive (`m` -> M, `f` -> F); rows with missing
-fields, an unknown sex or a non-numeric age are reported with their line number, the usable part
-is kept (an unparseable age becomes -1, an unknown sex -1).
+`age-sex.csv` (`Record,Sex,Age`): sex is case-insensitive (`m` -> M, `f` -> F, also `male` / `female`); the age
+must be a plain number (no `nan`, `inf`, `1_000`) of years within 0..120 (`feature_extraction_physiomae`'s strict
+`parse_number` / `parse_sex` / `AGE_RANGE_YEARS`, shared with the WFDB/EDF readers). Rows with missing fields, an
+unknown sex, a non-numeric or impossible age are reported with their line number and the field, the usable part is
+kept (such an age becomes -1, such a sex -1).
 """
 
 from __future__ import annotations
@@ -310,9 +315,38 @@ def labels_from_notes(annotations: WfdbAnnotations, num_samples: int, sampling_r
     return SampleLabels(stage=stage, arousal=arousal, source="notes", report=report)
 
 
+TIME_RESOLUTION_NOTE = "## time resolution:"
+"""Start of the definition note that gives the annotation file's clock (`## time resolution: 200`, in Hz)."""
+
+
+def check_time_resolution(annotations: WfdbAnnotations, sampling_rate: float, path: str | os.PathLike) -> float | None:
+    """The annotation file's time resolution (Hz, from its `## time resolution:` definition note; None when it has
+    none, and the record's sampling frequency applies). It must be a number equal to the record's sampling frequency:
+    else the note samples count in another clock and every label would land elsewhere -> `AnnotationFormatError`
+    naming the file, the field and both values."""
+    from modeling_physiomae.feature_extraction_physiomae import HeaderFieldError, parse_number
+
+    resolution = None
+    for note in annotations.definition_notes:
+        if note.startswith(TIME_RESOLUTION_NOTE):
+            text = note[len(TIME_RESOLUTION_NOTE):].strip()
+            try:
+                resolution = parse_number(text, "time resolution", f"{path} (definition note)", low=0, low_open=True)
+            except HeaderFieldError as error:
+                raise AnnotationFormatError(str(error)) from error
+            if not math.isclose(resolution, sampling_rate, rel_tol=1e-9):
+                raise AnnotationFormatError(
+                    f"{path} (definition note): time resolution {text!r} Hz differs from the record's sampling frequency "
+                    f"{sampling_rate:g} Hz (the note samples would be read in the wrong clock)")
+    return resolution
+
+
 def read_arousal_notes(path: str | os.PathLike, num_samples: int, sampling_rate: float) -> SampleLabels:
-    """Read a `.arousal` file and turn its notes into per-sample labels (stage at sample 0 kept)."""
-    return labels_from_notes(read_wfdb_annotations(path), num_samples, sampling_rate)
+    """Read a `.arousal` file and turn its notes into per-sample labels (stage at sample 0 kept); its time resolution
+    must be the record's sampling frequency (`check_time_resolution`)."""
+    annotations = read_wfdb_annotations(path)
+    check_time_resolution(annotations, sampling_rate, path)
+    return labels_from_notes(annotations, num_samples, sampling_rate)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,6 +397,10 @@ def read_arousal_masks(path: str | os.PathLike, num_samples: int | None = None) 
             raise ArousalMaskError(f"{path}: {STAGE_MASK_PATH}/{name} has {len(mask)} samples, {AROUSAL_MASK_PATH} {length}")
         if name not in STAGE_MASK_TO_CODE:
             continue
+        not_binary = ~np.isin(mask, (0, 1))
+        if not_binary.any():  # astype(bool) would read 2, -1 or NaN as "in this stage"
+            raise ArousalMaskError(f"{path}: {STAGE_MASK_PATH}/{name} holds {int(not_binary.sum())} values that are "
+                                   f"neither 0 nor 1 (e.g. {mask[not_binary][0]!r})")
         is_set = mask.astype(bool)
         stage_count += is_set
         stage[is_set] = STAGE_MASK_TO_CODE[name]
@@ -462,12 +500,14 @@ class AgeSexTable:
 
 
 SEX_NAMES: tuple[str, ...] = ("F", "M")
-_SEX_TEXT_TO_CODE = {"f": 0, "female": 0, "m": 1, "male": 1}
 _RECORD_COLUMN, _SEX_COLUMN, _AGE_COLUMN = "record", "sex", "age"
 
 
 def read_age_sex_csv(path: str | os.PathLike) -> AgeSexTable:
-    """Parse `age-sex.csv` (`Record,Sex,Age`), reporting malformed rows by line instead of failing."""
+    """Parse `age-sex.csv` (`Record,Sex,Age`), reporting malformed rows by line instead of failing (module docstring)."""
+    from modeling_physiomae.feature_extraction_physiomae import (
+        AGE_RANGE_YEARS, HeaderFieldError, check_number_range, parse_number, parse_sex)
+
     path = Path(path)
     entries: dict[str, tuple[float, int]] = {}
     problems: list[dict] = []
@@ -495,18 +535,25 @@ def read_age_sex_csv(path: str | os.PathLike) -> AgeSexTable:
                 problems.append({"line": line, "record": None, "problem": "missing record name", "text": text})
                 continue
             row_problems = []
+            where = f"{path}, line {line}"
             sex_text = cells[sex_at]
-            sex = _SEX_TEXT_TO_CODE.get(sex_text.lower(), -1)
-            if sex == -1:
+            try:
+                sex = SEX_NAMES.index(parse_sex(sex_text, "sex", where))
+            except HeaderFieldError:
+                sex = -1
                 row_problems.append("missing sex" if not sex_text else f"unknown sex {sex_text!r}")
             age_text = cells[age_at]
             try:
-                age = float(age_text)
-                if not math.isfinite(age) or age < 0:
-                    raise ValueError
-            except ValueError:
+                age = float(parse_number(age_text, "age", where))
+                check_number_range(age, "age", where, low=AGE_RANGE_YEARS[0], high=AGE_RANGE_YEARS[1], shown=age_text)
+            except HeaderFieldError as error:
                 age = -1.0
-                row_problems.append("missing age" if not age_text else f"non-numeric age {age_text!r}")
+                if not age_text:
+                    row_problems.append("missing age")
+                elif error.problem.startswith("is impossible: "):
+                    row_problems.append(f"impossible age {age_text!r} ({error.problem.removeprefix('is impossible: ')} years)")
+                else:
+                    row_problems.append(f"non-numeric age {age_text!r}")
             if record in entries:
                 row_problems.append("duplicate record (later row wins)")
             for problem in row_problems:

@@ -47,17 +47,29 @@ with its reason; windows without any usable channel are skipped and counted; mis
 channels become absent channels (`channel_mask` False); unknown annotation text and malformed
 `age-sex.csv` rows are counted.
 
+Metadata is checked where it is read, never silently taken: the header is parsed strictly
+(`feature_extraction_physiomae.read_wfdb_header`: record name, signal count = signal lines, sampling
+frequency in `SAMPLING_RATE_RANGE_HZ`, sample count, format/offset, gain > 0, integer baseline / ADC zero /
+initial value / checksum ...), and the `.mat` file must match it (matrix type, shape, data offset, every
+signal's initial value and checksum). A malformed or impossible field skips the record with
+`reason_kind` `bad header field` and `field` (the message names file, line, signal, field and value).
+Values are `(digital - baseline) / gain` as the header says, then each channel is converted from its header
+unit to its modality's (`MODALITY_UNITS`, as for files); a missing, unknown or mismatched unit is used as
+written and counted (`units_unknown`). Annotation files whose time resolution is not the record's sampling
+frequency, or masks with values other than 0/1, are unusable labels (reported, counted).
+
 `build_report.json` (written atomically into the prepared cache folder, `builder.build_report`):
 
     {"builder_version", "created", "data_dir", "probe_test_fraction", "feature_extractor": {...},
      "row_counts": {split: rows},
      "totals": {"records_found", "records_built", "records_skipped", "records_skipped_by_reason": {kind: n},
                 "windows_kept", "windows_skipped", "windows_skipped_by_reason": {reason: n},
-                "unknown_annotation_notes"},
+                "unknown_annotation_notes", "records_with_unknown_units", "records_with_label_problems"},
      "splits": {split: {"records", "records_built", "windows"}},
      "listing_problems": [{"record", "where", "problem"}],       # e.g. listed in RECORDS, no header
      "age_sex": {"path", "entries", "problems": [{"line", "record", "problem", "text"}]},
      "records": {name: {"split", "status": "built" | "skipped", "reason", "reason_kind" (skipped only),
+                        "field" (skipped for a header field only), "header", "units", "units_unknown",
                         "subset", "labelled", "age", "sex", "sampling_rate", "num_samples", "seconds",
                         "channels_in_file", "non_finite_samples", "channels_present",
                         "labels": {"source": "masks" | "notes", ..., "unknown_notes", "problems"},
@@ -81,7 +93,6 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -101,12 +112,20 @@ PROBE_TEST_FRACTION = 0.22
 SPLIT_NAMES = ("pretrain", "probe_train", "probe_test")
 REPORT_FILE_NAME = "build_report.json"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-_MATLAB_V4_INT16_LITTLE_ENDIAN = 30  # MOPT code: little-endian, numeric full matrix of int16
 _WFDB_INVALID_SAMPLE = -32768  # format 16 "no data" value; wfdb.rdrecord turns it into NaN
 
 
 class RecordReadError(ValueError):
-    """Raised when a record's header or signal file is missing, truncated or inconsistent."""
+    """Raised when a record's header or signal file is missing, truncated or inconsistent, or a header field is
+    malformed or impossible. `kind` (None: derived from the message) is the report's short category, `field` the
+    header field at fault (None when the problem is not one field)."""
+
+    def __init__(self, message: str, kind: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.kind, self.field = kind, field
+
+    def __reduce__(self):  # picklable with its kind and field
+        return type(self), (str(self), self.kind, self.field)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,11 +286,13 @@ class RecordSignals:
         signals: (num_channels, num_samples) float32, NaN where the file holds WFDB's invalid value.
         channel_names: names from the header.
         sampling_rate: Hz.
+        units: physical unit of each channel, as the header writes it.
     """
 
     signals: np.ndarray
     channel_names: list[str]
     sampling_rate: float
+    units: list[str] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -279,83 +300,105 @@ class RecordSignals:
 
 
 def _read_header(header_path: Path):
-    import wfdb
+    """The header parsed strictly (`feature_extraction_physiomae.read_wfdb_header`: every field checked where it is
+    read); a malformed or impossible field -> `RecordReadError` naming the file, line, signal, field and value."""
+    from modeling_physiomae.feature_extraction_physiomae import HeaderFieldError, read_wfdb_header
 
     try:
-        header = wfdb.rdheader(str(header_path.with_suffix("")))
-    except Exception as error:  # wfdb raises bare Exceptions / ValueErrors for malformed headers
+        return read_wfdb_header(header_path)
+    except HeaderFieldError as error:
+        raise RecordReadError(str(error), kind=error.kind, field=error.field) from error
+    except OSError as error:
         raise RecordReadError(f"{header_path}: unreadable header: {error}") from error
-    signal_lines = len(header.sig_name or [])
-    if signal_lines != header.n_sig:  # wfdb accepts this; reading the signals then fails with an IndexError
-        raise RecordReadError(
-            f"{header_path}: the record line declares {header.n_sig} signals but the header has {signal_lines} "
-            f"signal line(s) (a channel line is missing or extra)"
-        )
-    return header
+
+
+def _field_error(spec, field: str, value, problem: str) -> RecordReadError:
+    """A `RecordReadError` for one field of one signal line (`spec`: its `WfdbSignalSpec`)."""
+    shown = "" if value is None else f" {str(value)!r}"
+    return RecordReadError(f"{spec.where}: {field}{shown} {problem}", kind="bad header field", field=field)
 
 
 def _read_matlab_v4_int16(signal_path: Path, header, header_path: Path) -> np.ndarray:
-    """Memory-map a challenge `.mat` (Matlab v4, int16, WFDB format `16+24`) as (num_samples, num_channels).
+    """Memory-map a challenge `.mat` (Matlab v4, int16, WFDB format `16+24`) as (num_samples, num_channels), after
+    `feature_extraction_physiomae.check_matlab_v4_signal_file` checked it against the WFDB header (matrix type,
+    channel count, sample count, data offset, file size), naming the file and the mismatch."""
+    from modeling_physiomae.feature_extraction_physiomae import RecordingReadError, check_matlab_v4_signal_file
 
-    Checks the Matlab header against the WFDB header (channel count, sample count, data offset) and
-    the file size against the matrix it announces, naming the file and the mismatch.
-    """
-    if not signal_path.is_file():
-        raise RecordReadError(f"{signal_path}: signal file missing")
-    file_size = signal_path.stat().st_size
-    with open(signal_path, "rb") as stream:
-        prefix = stream.read(20)
-        if len(prefix) < 20:
-            raise RecordReadError(f"{signal_path}: truncated ({file_size} bytes, no Matlab v4 header)")
-        type_code, rows, columns, imaginary, name_length = struct.unpack("<5i", prefix)
-    if type_code != _MATLAB_V4_INT16_LITTLE_ENDIAN or imaginary != 0 or not 0 < name_length < 64:
-        raise RecordReadError(
-            f"{signal_path}: not a Matlab v4 int16 matrix (type {type_code}, imaginary {imaginary}, name length {name_length})"
-        )
-    data_offset = 20 + name_length
-    expected_offsets = {offset for offset in (header.byte_offset or []) if offset is not None}
-    if expected_offsets and expected_offsets != {data_offset}:
-        raise RecordReadError(f"{header_path}: byte offset {sorted(expected_offsets)} but {signal_path} data starts at {data_offset}")
-    if rows != header.n_sig:
-        raise RecordReadError(f"{header_path}: header has {header.n_sig} channels but {signal_path} holds {rows}")
-    if header.sig_len is not None and columns != header.sig_len:
-        raise RecordReadError(f"{header_path}: header has {header.sig_len} samples but {signal_path} holds {columns}")
-    expected_size = data_offset + 2 * rows * columns
-    if file_size < expected_size:
-        raise RecordReadError(f"{signal_path}: truncated ({file_size} bytes, the {rows} x {columns} matrix needs {expected_size})")
+    try:
+        data_offset, rows, columns = check_matlab_v4_signal_file(signal_path, header)
+    except RecordingReadError as error:
+        raise RecordReadError(str(error), kind=error.kind, field=getattr(error, "field", None)) from error
     # column-major (channels x samples) Matlab matrix = interleaved samples: (num_samples, num_channels)
     return np.memmap(signal_path, dtype="<i2", mode="r", offset=data_offset, shape=(columns, rows))
+
+
+def _check_initial_values_and_checksums(digital: np.ndarray, header, signal_path: Path) -> None:
+    """The header's initial value and checksum (16-bit sum) of every signal must be those of the samples: otherwise
+    header and signal file do not belong together (all 2,249 real excerpts agree)."""
+    checksums = (digital.sum(axis=1, dtype=np.int64) + 32768) % 65536 - 32768
+    for channel, spec in enumerate(header.signals):
+        if spec.initial_value is not None and digital.shape[1] and spec.initial_value != int(digital[channel, 0]):
+            raise RecordReadError(
+                f"{spec.where}: initial value {spec.initial_value} but the first sample in {signal_path} is "
+                f"{int(digital[channel, 0])} (header does not match signal file)",
+                kind="header does not match signal file", field="initial value")
+        if spec.checksum is not None and spec.checksum % 65536 != int(checksums[channel]) % 65536:  # signed or not
+            raise RecordReadError(
+                f"{spec.where}: checksum {spec.checksum} but the samples in {signal_path} sum to {int(checksums[channel])} "
+                f"(mod 2^16; header does not match signal file)",
+                kind="header does not match signal file", field="checksum")
 
 
 def read_record_signals(header_path: str | os.PathLike) -> RecordSignals:
     """Read a record's physical signals as float32 (channels, samples), the same values as `wfdb.rdrecord`.
 
-    The challenge's `16+24` Matlab files are checked against their header, read once as int16 and
-    converted channel by channel (no float64 copy of the whole night); other WFDB formats fall back to
-    `wfdb.rdrecord`. WFDB's invalid sample value (-32768) becomes NaN, as in `wfdb.rdrecord`.
-    Raises `RecordReadError` naming the file for a missing/truncated/inconsistent record.
+    The header is parsed strictly (`_read_header`); every signal must have one sample per frame. `units` are as
+    written ("" where the header gives none; `process_record` converts or counts them). The challenge's `16+24`
+    Matlab files (a `.mat` signal file must hold every signal in format 16) are checked against their header
+    (channel and sample count, data offset, initial values and checksums), read once as int16 and converted
+    channel by channel as the header says,
+    `(digital - baseline) / gain` (no float64 copy of the whole night); other WFDB formats are read by
+    `wfdb.rdrecord`, whose reading of the header must agree with ours. WFDB's invalid sample value (-32768) becomes
+    NaN, as in `wfdb.rdrecord`. Raises `RecordReadError` naming the file (and the field) for a missing, truncated or
+    inconsistent record or a malformed or impossible header field.
     """
     header_path = Path(header_path)
     header = _read_header(header_path)
-    if not header.n_sig:
+    if header.num_segments is not None:
+        raise RecordReadError(f"{header_path}: multi-segment WFDB records are not supported", kind="bad header field",
+                              field="number of segments")
+    if not header.num_signals:
         raise RecordReadError(f"{header_path}: header lists no signals")
-    if not header.fs or header.fs <= 0:
-        raise RecordReadError(f"{header_path}: invalid sampling rate {header.fs}")
-    file_names = set(header.file_name or [])
-    channel_names = [str(name) for name in header.sig_name]
-    if len(file_names) == 1 and set(header.fmt) == {"16"} and next(iter(file_names)).endswith(".mat"):
+    for spec in header.signals:
+        if spec.samples_per_frame != 1 or spec.skew:
+            field, value = ("samples per frame", spec.samples_per_frame) if spec.samples_per_frame != 1 else ("skew", spec.skew)
+            raise _field_error(spec, field, value, "is not supported (the builder reads one rate per record, unskewed)")
+    file_names = {spec.file_name for spec in header.signals}
+    channel_names = [spec.name for spec in header.signals]
+    units = [spec.units or "" for spec in header.signals]
+    if any(name.lower().endswith(".mat") for name in file_names):
+        for spec in header.signals:
+            if len(file_names) != 1:
+                raise _field_error(spec, "signal file", spec.file_name, f"is one of {len(file_names)} files "
+                                   f"({sorted(file_names)}): a challenge record keeps every signal in one .mat file")
+            if spec.format != 16:
+                raise _field_error(spec, "format", spec.format, "is not the challenge's: its .mat signal file holds "
+                                   "every signal in format 16 (16+24)")
         signal_path = header_path.parent / next(iter(file_names))
         # (num_samples, num_channels) memmap -> (num_channels, num_samples) int16 in memory, read once
         digital = np.ascontiguousarray(_read_matlab_v4_int16(signal_path, header, header_path).T)
+        _check_initial_values_and_checksums(digital, header, signal_path)
         signals = np.empty(digital.shape, dtype=np.float32)
-        for channel in range(header.n_sig):
-            gain = header.adc_gain[channel] or 1.0
-            np.subtract(digital[channel], header.baseline[channel], out=signals[channel], dtype=np.float32)
-            signals[channel] /= np.float32(gain)
+        for channel, spec in enumerate(header.signals):
+            np.subtract(digital[channel], spec.baseline, out=signals[channel], dtype=np.float32)
+            signals[channel] /= np.float32(spec.gain)
             signals[channel][digital[channel] == _WFDB_INVALID_SAMPLE] = np.nan
         del digital
-        return RecordSignals(signals=signals, channel_names=channel_names, sampling_rate=float(header.fs))
+        return RecordSignals(signals=signals, channel_names=channel_names, sampling_rate=header.sampling_rate,
+                             units=units)
     import wfdb
+
+    from modeling_physiomae.feature_extraction_physiomae import HeaderFieldError, check_wfdb_reading
 
     for file_name in file_names:
         if not (header_path.parent / file_name).is_file():
@@ -364,9 +407,13 @@ def read_record_signals(header_path: str | os.PathLike) -> RecordSignals:
         record = wfdb.rdrecord(str(header_path.with_suffix("")))
     except Exception as error:
         raise RecordReadError(f"{header_path}: wfdb could not read the signals: {error}") from error
+    try:
+        check_wfdb_reading(header, record)
+    except HeaderFieldError as error:
+        raise RecordReadError(str(error), kind=error.kind, field=error.field) from error
     # (num_samples, num_channels) -> (num_channels, num_samples)
     signals = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
-    return RecordSignals(signals=signals, channel_names=channel_names, sampling_rate=float(header.fs))
+    return RecordSignals(signals=signals, channel_names=channel_names, sampling_rate=header.sampling_rate, units=units)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -506,10 +553,25 @@ def make_info(layout: ExtractorLayout, feature_extractor) -> datasets.DatasetInf
     )
 
 
+def _convert_units(loaded: RecordSignals, feature_extractor) -> tuple[dict, dict]:
+    """Convert (in place) every channel the extractor uses from its header unit to the unit its modality is scaled in
+    (`feature_extraction_physiomae.MODALITY_UNITS`), the conversion `preprocess_channels` applies to files: e.g. an
+    EEG in mV is multiplied by 1000; the challenge's uV / mV / % need none. A unit that is missing, unknown or of
+    another kind (SpO2 in uV) is left as it is and counted, as for files. Returns the report's `units`
+    (canonical -> {"unit", "target", "factor"}) and `units_unknown` (canonical -> unit as written) entries."""
+    factors, converted, unknown = feature_extractor.unit_factors(loaded.channel_names, loaded.units)
+    for row, factor in enumerate(factors):
+        if factor != 1.0:
+            loaded.signals[row] = (loaded.signals[row].astype(np.float64) * factor).astype(np.float32)
+    return converted, unknown
+
+
 def process_record(record: RecordFiles, feature_extractor, layout: ExtractorLayout, age: float, sex: int) -> RecordWindows:
     """Read, preprocess, window and label one record. Bad input -> `RecordReadError` (caller reports it)."""
     report: dict[str, Any] = {"subset": record.subset, "labelled": record.labelled, "age": age, "sex": sex}
     loaded = read_record_signals(record.header)
+    report["header"] = record.header
+    report["units"], report["units_unknown"] = _convert_units(loaded, feature_extractor)
     record_seconds = loaded.num_samples / loaded.sampling_rate
     report.update(
         sampling_rate=loaded.sampling_rate,
@@ -653,6 +715,14 @@ def merge_report(
         "windows_skipped_by_reason": dict(window_skips),
         "unknown_annotation_notes": sum(
             (entry.get("labels", {}).get("notes") or entry.get("labels", {})).get("unknown_note_count", 0)
+            for entry in records.values()
+        ),
+        # built records with a channel unit that is missing, unknown or of another kind (used as written)
+        "records_with_unknown_units": sum(bool(entry.get("units_unknown")) for entry in records.values()),
+        # labelled records whose label files were (partly) unusable: the reasons are in their entries
+        "records_with_label_problems": sum(
+            bool(entry.get("label_problems") or (entry.get("labels") or {}).get("problems")
+                 or (entry.get("labels") or {}).get("notes_problem"))
             for entry in records.values()
         ),
     }
@@ -843,11 +913,16 @@ class PhysioNet2018(WindowedRecordingsBuilder):
 def _skipped_record_report(record: RecordFiles, error: Exception) -> dict:
     message = str(error)
     kind = _reason_kind(error, message)
-    return {"subset": record.subset, "labelled": record.labelled, "status": "skipped", "reason": message, "reason_kind": kind, "windows_kept": 0}
+    entry = {"subset": record.subset, "labelled": record.labelled, "status": "skipped", "reason": message, "reason_kind": kind, "windows_kept": 0}
+    if getattr(error, "field", None):  # a header field at fault: named on its own too
+        entry["field"] = error.field
+    return entry
 
 
 def _reason_kind(error: Exception, message: str) -> str:
     """A short category of a skip reason for the totals (the full message stays in the record entry)."""
+    if getattr(error, "kind", None):  # RecordReadError / RecordingReadError that name their category
+        return error.kind
     for needle, kind in (
         ("signal file missing", "signal file missing"),
         ("truncated", "signal file truncated"),

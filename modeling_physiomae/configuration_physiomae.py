@@ -192,7 +192,7 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             visible tokens. `"bottleneck"`: the same per-modality decoders, but they cross-attend only to
             the mean of each modality's visible encoder tokens (one vector per modality), so the pooled
             per-modality embeddings that the probes read must carry what the hidden patches (and the
-            dropped modality) hold. Measured on real PhysioNet 2018 excerpts (README, "Real-data study").
+            dropped modality) hold. Measured on real PhysioNet 2018 excerpts (docs/real-data-study.md).
         reconstruction_target (`str`, *optional*, defaults to `"log_band_power"`):
             What the decoders rebuild per hidden patch and channel: `"waveform"` (the samples),
             `"log_band_power"` (log mean power in each of `SPECTRAL_BANDS_HZ` that the patch resolves,

@@ -5,6 +5,8 @@
   preprocessing settings, dataset-to-model channel mapping).
 - `physiomae.training`: what train.py runs (arguments, data, the run loop, checkpoints, export).
 - `physiomae.io`: atomic file writes.
+- `physiomae.plotting`: what every figure shares: `MODALITY_COLORS` (one colour per modality in every plot),
+  the smoothing of logged curves, the atomic save.
 - `physiomae.config_files`: YAML defaults for the scripts' argument parsers, packaged configs by name.
 - `physiomae.evaluation`: linear probes, analyses and the evaluation run behind eval.py.
 - `physiomae.metrics`: the `evaluate` metric modules (sleep staging, arousal gross AUPRC) and Trainer

@@ -63,6 +63,8 @@ class ModelCardInputs:
     datasets: list[str] = field(default_factory=lambda: ["physionet-challenge-2018"])
     tags: list[str] = field(default_factory=lambda: ["physiomae", "polysomnography", "sleep", "physiological-signals", "biosignals", "masked-autoencoder"])
     pipeline_tag: str | None = None
+    usage: str | None = None  # the card's code example; default: from_pretrained(repo_id) with auto_class
+    evaluation: str | None = None  # the evaluation section's markdown; default: the table of the results
 
 
 def _format_value(value) -> str:
@@ -117,6 +119,14 @@ def card_metadata(inputs: ModelCardInputs, results: list[TaskCardResult]) -> dic
     return metadata
 
 
+def default_usage(inputs: ModelCardInputs) -> str:
+    return (f"from transformers import AutoFeatureExtractor, {inputs.auto_class}\n\n"
+            f"model = {inputs.auto_class}.from_pretrained(\"{inputs.repo_id}\", trust_remote_code=True)\n"
+            f"feature_extractor = AutoFeatureExtractor.from_pretrained(\"{inputs.repo_id}\", trust_remote_code=True)\n"
+            "inputs = feature_extractor(recording, sampling_rate=200, channel_names=channel_names, return_tensors=\"pt\")\n"
+            "outputs = model(input_values=inputs[\"input_values\"], modality_mask=inputs[\"modality_mask\"])")
+
+
 def render_model_card(inputs: ModelCardInputs, results: list[TaskCardResult], template_path: str | Path | None = None) -> str:
     """Fill the template; every placeholder must be known (an unknown one is an error naming it)."""
     template = find_template(template_path).read_text(encoding="utf-8")
@@ -127,7 +137,8 @@ def render_model_card(inputs: ModelCardInputs, results: list[TaskCardResult], te
         "summary": inputs.summary,
         "intended_use": inputs.intended_use,
         "training_data": inputs.training_data,
-        "evaluation": evaluation_markdown(results),
+        "evaluation": inputs.evaluation if inputs.evaluation is not None else evaluation_markdown(results),
+        "usage": inputs.usage if inputs.usage is not None else default_usage(inputs),
         "data_limitations": inputs.data_limitations,
         "age_definition": inputs.age_definition,
         "auto_class": inputs.auto_class,

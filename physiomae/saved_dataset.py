@@ -59,7 +59,8 @@ def load_split(dataset_dir: str | Path, split: str, fallbacks: Sequence[str] = (
 
 
 def load_splits(dataset_dir: str | Path, splits: Sequence[str], fallbacks: dict[str, Sequence[str]] | None = None):
-    """`{name: Dataset}` for each of `splits` of the saved dataset at `dataset_dir` (see `locate_saved_dataset`)."""
+    """`{name: Dataset}` for each of `splits` of the saved dataset at `dataset_dir` (see `locate_saved_dataset`).
+    A name `a+b` is splits `a` and `b` concatenated (no fallback applies to its parts)."""
     import datasets
 
     dataset_dir = locate_saved_dataset(dataset_dir)
@@ -73,6 +74,14 @@ def load_splits(dataset_dir: str | Path, splits: Sequence[str], fallbacks: dict[
     for split in splits:
         if split in loaded:
             result[split] = loaded[split]
+            continue
+        if "+" in split:  # datasets' split syntax: "pretrain+probe_train" is both, concatenated in that order
+            parts = [part.strip() for part in split.split("+")]
+            absent = [part for part in parts if part not in loaded]
+            if absent or not all(parts):
+                raise KeyError(f"split {split!r}: {absent or 'an empty name'} not in {dataset_dir}; "
+                               f"available splits: {list(loaded)}")
+            result[split] = datasets.concatenate_datasets([loaded[part] for part in parts])
             continue
         fallback = next((name for name in (fallbacks or {}).get(split, ()) if name in loaded), None)
         if fallback is None:

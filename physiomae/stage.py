@@ -1,11 +1,13 @@
 """`physiomae-stage`: stage a night with a sleep-staging classifier, write the hypnogram as CSV and PNG.
 
+    physiomae-stage NIGHT.edf --out hypnogram.csv                    # the stager shipped with the package
     physiomae-stage NIGHT.edf --model outputs/stager --out hypnogram.csv
     physiomae-stage records/tr03-0005 --model org/physiomae-sleep-staging --out tr03-0005.csv --png tr03-0005.png
 
-NIGHT is an EDF/EDF+/BDF file or a WFDB record (its .hea, or the path without extension); the model is a folder
-or Hub id of a sleep-staging classifier (finetune.py's output, or eval.py's exported `*-sleep-staging`
-classifier), loaded with `pipeline("sleep-staging", model=..., trust_remote_code=True)`.
+NIGHT is an EDF/EDF+/BDF file or a WFDB record (its .hea, or the path without extension); the model is the
+sleep stager shipped with the package (`physiomae.pretrained.SLEEP_STAGER`) unless `--model` names a folder or Hub
+id of another sleep-staging classifier (finetune.py's output, or eval.py's exported `*-sleep-staging`
+classifier); it is loaded with `pipeline("sleep-staging", model=..., trust_remote_code=True)`.
 
 CSV (one row per 30-s epoch): `onset_seconds,stage,p_W,p_N1,p_N2,p_N3,p_REM`; an epoch in which none of the
 model's modalities is present has an empty stage and empty probabilities. PNG (default: the CSV's name with
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from physiomae.io import atomic_path, atomic_write_text
+from physiomae.pretrained import SLEEP_STAGER
 
 HYPNOGRAM_ORDER = ("W", "REM", "N1", "N2", "N3")  # top to bottom
 STAGE_COLOURS = {"W": "#f4a261", "REM": "#e76f51", "N1": "#a8dadc", "N2": "#457b9d", "N3": "#1d3557"}
@@ -98,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="physiomae-stage", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("night", help="EDF/EDF+/BDF file or WFDB record")
-    parser.add_argument("--model", required=True, help="folder or Hub id of a sleep-staging classifier")
+    parser.add_argument("--model", default=SLEEP_STAGER,
+                        help="folder or Hub id of a sleep-staging classifier (default: the shipped stager)")
     parser.add_argument("--out", required=True, help="hypnogram CSV to write")
     parser.add_argument("--png", help="hypnogram figure (default: --out with .png)")
     parser.add_argument("--windows_per_batch", type=int, default=64, help="30-s windows per model call")

@@ -1,4 +1,4 @@
-"""The pretraining strategies of DESIGN.md, one record each: what train.py builds, changes and runs for it.
+"""The pretraining strategies, one record each: what train.py builds, changes and runs for it.
 
 Every place that behaves differently per strategy reads a field of its `Strategy` here (train.py, the training
 library, run_experiment.py); nothing compares strategy names.

@@ -445,3 +445,29 @@ def test_eval_refuses_a_model_folder_that_is_not_physiomae(tmp_path):
     (folder / "config.json").write_text('{"model_type": "bert", "hidden_size": 8}')
     with pytest.raises(ValueError, match=r"holds a 'bert' model, not a PhysioMAE one"):
         discover_variants(folder)
+
+
+def test_label_efficiency_on_real_segments_from_two_folders(real_segments_dir, training_outputs, tmp_path):
+    """Probe-train from one folder of real excerpts, probe-test from another; the probes refitted on label shares:
+    the full share reproduces the main table's score for every variant, and a share draws fewer records."""
+    names = sorted(path.name for path in real_segments_dir.iterdir() if path.is_dir())[::8]  # 63 excerpts
+    for folder, chosen in ((tmp_path / "train", names[:40]), (tmp_path / "test", names[40:])):
+        folder.mkdir()
+        for name in chosen:
+            (folder / name).symlink_to(real_segments_dir / name, target_is_directory=True)
+    results = run_eval([
+        "--real_segments_dir", str(tmp_path / "test"), "--real_segments_train_dir", str(tmp_path / "train"),
+        "--checkpoints", str(training_outputs["early"]), "--output_dir", str(tmp_path / "out"),
+        "--bootstrap_resamples", "0", "--c_grid", "0.1", "1.0", "--cv_folds", "3", "--no_analyses",
+        "--no_export_classifiers", "--no_robustness", "--label_fractions", "0.25", "1", "--label_seeds", "0", "1",
+    ])
+    assert results["data"]["probe_train_records"] == 40 and results["data"]["probe_test_records"] == len(names) - 40
+    efficiency = results["label_efficiency"]["sleep_staging"]
+    assert efficiency["records"]["1"] == 40 and efficiency["records"]["0.25"] < 20
+    for row in results["ranking"]:
+        full = efficiency["variants"][row["name"]]["1"]
+        assert full["mean"] == pytest.approx(row["tasks"]["sleep_staging"]["metrics"]["balanced_accuracy"], abs=1e-9)
+        assert full["std"] == pytest.approx(0.0, abs=1e-12)
+        assert 0.0 <= efficiency["variants"][row["name"]]["0.25"]["mean"] <= 1.0
+    table = (tmp_path / "out" / "label_efficiency.md").read_text()
+    assert "mae_modality_drop − band_power" in table and (tmp_path / "out" / "label_efficiency_sleep_staging.png").is_file()

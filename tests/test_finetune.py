@@ -24,6 +24,7 @@ def test_finetune_compares_pretrained_and_random_init_per_seed(real_segments_dir
     results = finetune.main([
         "--checkpoints", str(model_folder), "--real_segments_dir", str(real_segments_dir), "--real_segments_limit", "40",
         "--output_dir", str(tmp_path / "out"), "--seeds", "0", "1", "--max_steps", "3", "--batch_size", "8",
+        "--label_fractions", "0.5",
     ])
     entry = results["variants"]["pretrained"]
     for init in ("pretrained", "random_init"):
@@ -36,6 +37,12 @@ def test_finetune_compares_pretrained_and_random_init_per_seed(real_segments_dir
     saved_results = json.loads((tmp_path / "out" / "finetune.json").read_text())
     assert saved_results["variants"]["pretrained"]["pretrained"]["runs"][0]["seed"] == 0
     assert "pretrained − random" in (tmp_path / "out" / "finetune.md").read_text()
+    # label efficiency: the full share is the comparison above; half the records is about half the windows
+    efficiency = entry["label_efficiency"]
+    for init in ("pretrained", "random_init"):
+        assert efficiency["variants"][init]["1"]["runs"] == [run["balanced_accuracy"] for run in entry[init]["runs"]]
+    assert efficiency["records"]["0.5"] < efficiency["records"]["1"]
+    assert 0.3 < efficiency["windows"]["0.5"] / efficiency["windows"]["1"] < 0.7
 
 
 def test_finetuned_classifier_and_its_checkpoints_load_with_auto_classes_and_the_pipeline(real_segments_dir, tmp_path):

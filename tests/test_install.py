@@ -12,6 +12,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,3 +85,36 @@ def test_console_scripts_build_train_eval_from_outside_the_checkout(installed):
     assert "minutes per stage" in printed and (outside / "night.png").is_file()
     rows = (outside / "night.csv").read_text().splitlines()
     assert rows[0].startswith("onset_seconds,stage,p_W") and len(rows) > 2
+
+
+def test_shipped_models_load_and_stage_from_the_installed_package(installed, real_segments_dir):
+    """The models shipped in the wheel: AutoModel from physiomae.pretrained.ENCODER (the folder's own code, in a
+    fresh process), and physiomae-stage without --model stages a real excerpt as the stager's card records."""
+    venv, outside, env = installed
+    code = ("import json; from transformers import AutoModel; from physiomae.pretrained import ENCODER, SLEEP_STAGER; "
+            "model = AutoModel.from_pretrained(ENCODER, trust_remote_code=True); "
+            "print(json.dumps({'encoder': ENCODER, 'stager': SLEEP_STAGER, 'class': type(model).__name__, "
+            "'module': type(model).__module__, "
+            "'parameters': sum(p.numel() for p in model.parameters())}))")
+    loaded = json.loads(run([str(venv / "bin" / "python"), "-c", code], outside, env).strip().splitlines()[-1])
+    assert loaded["class"] == "PhysioMAEModel" and loaded["parameters"] > 0
+    assert loaded["module"].startswith("transformers_modules"), f"not the folder's own code: {loaded['module']}"
+    for key in ("encoder", "stager"):
+        assert str(venv) in loaded[key] and str(ROOT) not in loaded[key], f"{key} not installed from the wheel: {loaded[key]}"
+
+    from physiomae.release import parse_reference_rows
+
+    reference = parse_reference_rows((Path(loaded["stager"]) / "README.md").read_text())
+    name, expected = next(iter(reference.items()))
+    record = outside / "real" / name
+    record.parent.mkdir(exist_ok=True)
+    import shutil
+
+    shutil.copytree(real_segments_dir / name, record)
+    run(["physiomae-stage", str(record / name), "--out", "real.csv", "--no_progress"], outside, env)
+    rows = (outside / "real.csv").read_text().splitlines()
+    assert rows[0] == "onset_seconds,stage,p_W,p_N1,p_N2,p_N3,p_REM"
+    assert [row.split(",")[1] for row in rows[1:]] == [row["stage"] for row in expected]
+    staged = [[float(value) for value in row.split(",")[2:]] for row in rows[1:]]
+    recorded = [[row["probabilities"][stage] for stage in ("W", "N1", "N2", "N3", "REM")] for row in expected]
+    assert np.allclose(staged, recorded, atol=2e-4)

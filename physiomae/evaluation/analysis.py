@@ -319,20 +319,23 @@ def plot_block_matrix(summary: RolloutSummary, path, title: str = "") -> None:
     plt.close(figure)
 
 
-def plot_modality_tuning(tunings: Sequence[ModalityTuning], path, title: str = "") -> None:
-    """Per ablation: share of units dominated by each modality per layer (stacked) and mean tuning entropy."""
-    import matplotlib
+def modality_tuning_figure(tunings: Sequence[ModalityTuning], title: str = ""):
+    """The figure of `plot_modality_tuning` (a `matplotlib.figure.Figure`): per ablation, the share of units
+    dominated by each modality per layer (stacked bars, each modality in its `physiomae.plotting.MODALITY_COLORS`
+    colour) and the mean tuning entropy over units (black line, right axis). Each bar carries the gid
+    `"dominant/<ablation>/<modality>"`, the entropy line `"entropy/<ablation>"`."""
+    from physiomae.plotting import OVERALL_COLOR, modality_color, new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(tunings), figsize=(5.5 * len(tunings), 3.8), squeeze=False)
+    figure = new_figure(figsize=(5.5 * len(tunings), 3.8))
+    axes = figure.subplots(1, len(tunings), squeeze=False)
     for axis, tuning in zip(axes[0], tunings):
         layers = np.arange(tuning.dominant.shape[0])
         bottom = np.zeros(len(layers))
         for index, name in enumerate(tuning.modality_names):
             share = (tuning.dominant == index).mean(axis=1)
-            axis.bar(layers, share, bottom=bottom, label=name)
+            bars = axis.bar(layers, share, bottom=bottom, label=name, color=modality_color(name))
+            for patch in bars:
+                patch.set_gid(f"dominant/{tuning.ablation}/{name}")
             bottom += share
         axis.set_xlabel("layer (0 = embeddings)")
         axis.set_ylabel("share of units dominated")
@@ -341,7 +344,8 @@ def plot_modality_tuning(tunings: Sequence[ModalityTuning], path, title: str = "
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean_entropy = np.nanmean(tuning.entropy, axis=1)
-        entropy_axis.plot(layers, mean_entropy, "k-o", label="mean tuning entropy")
+        (line,) = entropy_axis.plot(layers, mean_entropy, "-o", color=OVERALL_COLOR, label="mean tuning entropy")
+        line.set_gid(f"entropy/{tuning.ablation}")
         entropy_axis.set_ylim(0, 1.05)
         entropy_axis.set_ylabel("normalised tuning entropy")
         axis.set_title(f"ablation: {tuning.ablation}", fontsize=9)
@@ -349,5 +353,11 @@ def plot_modality_tuning(tunings: Sequence[ModalityTuning], path, title: str = "
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure
+
+
+def plot_modality_tuning(tunings: Sequence[ModalityTuning], path, title: str = "") -> None:
+    """Write `modality_tuning_figure(tunings, title)` to `path` (atomically)."""
+    from physiomae.plotting import save_figure
+
+    save_figure(modality_tuning_figure(tunings, title), path)

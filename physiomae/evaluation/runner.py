@@ -36,6 +36,7 @@ import torch
 from ..io import atomic_write_json, atomic_write_text
 from ..saved_dataset import ChannelMapping, DatasetLayout, build_report, load_splits, locate_saved_dataset
 from . import probing
+from .label_efficiency import label_efficiency_markdown, plot_label_efficiency, probe_label_efficiency
 from .analysis import modality_tuning, plot_block_matrix, plot_modality_tuning, rollout_analysis
 from ..model_card import ModelCardInputs, TaskCardResult, render_model_card
 
@@ -259,16 +260,12 @@ def _real_segment_names(segments_dir: Path, limit: int | None) -> list[str]:
     return names
 
 
-def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_fraction: float = 0.5) -> ProbeData:
-    """The real 60-s challenge excerpts as probe-train / probe-test (sleep staging only).
-
-    The segments are built by the project's dataset builder (`dataset_scripts.physionet2018.PhysioNet2018`:
-    the same reading, labels and preprocessing as every other dataset), in a temporary folder that links the
-    chosen segments. The builder's own ~22 % split is replaced by a split by sha1 of the segment name with
-    `test_fraction` of the segments in probe-test. Skipped segments are reported with the builder's reason.
-    `limit` keeps that many segments, evenly spaced over the record list.
-    """
-
+def build_real_segments(segments_dir: str | Path, limit: int | None = None):
+    """`(table, report)`: the real 60-s challenge excerpts of `segments_dir` built by the project's dataset builder
+    (`dataset_scripts.physionet2018.PhysioNet2018`: the same reading, labels and preprocessing as every other
+    dataset) in a temporary folder that links them, every split concatenated, held in memory. `report` counts the
+    excerpts asked for, the skipped ones with the builder's reason, and the windows. `limit` keeps that many
+    excerpts, evenly spaced over the record list."""
     import datasets
 
     from dataset_scripts.physionet2018 import PhysioNet2018
@@ -289,30 +286,58 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
             raise ValueError(f"real segments: no usable windows in {segments_dir}")
         table = datasets.concatenate_datasets(parts)
         report = builder.build_report
-    records = table["record"]
-    is_test = np.asarray([probing.record_split_is_test(record, test_fraction) for record in records])
-    train = table.select(np.flatnonzero(~is_test))
-    test = table.select(np.flatnonzero(is_test))
     skipped = {name: entry.get("reason") for name, entry in report["records"].items() if entry["status"] != "built"}
+    return table, {
+        "folder": str(segments_dir),
+        "segments_requested": len(names),
+        "segments_skipped": skipped,
+        "windows": len(table),
+        "windows_with_undefined_stage": int(np.sum(np.asarray(table["sleep_stage"]) < 0)),
+    }
+
+
+def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_fraction: float = 0.5,
+                       train_dir: str | Path | None = None) -> ProbeData:
+    """The real 60-s challenge excerpts as probe-train / probe-test (sleep staging only), built by
+    `build_real_segments`.
+
+    Without `train_dir`, the excerpts of `segments_dir` are split by sha1 of the excerpt name, `test_fraction` of
+    them in probe-test. With `train_dir` (other excerpts, none of `segments_dir`'s), probe-train is every excerpt
+    of `train_dir` and probe-test every excerpt of `segments_dir` (`limit` applies to both); an excerpt name in
+    both folders is an error.
+    """
+    segments_dir = Path(segments_dir)
+    table, report = build_real_segments(segments_dir, limit)
+    if train_dir is None:
+        records = table["record"]
+        is_test = np.asarray([probing.record_split_is_test(record, test_fraction) for record in records])
+        train, test = table.select(np.flatnonzero(~is_test)), table.select(np.flatnonzero(is_test))
+        description = (f"{len(set(records))} real PhysioNet/CinC 2018 60-s segments from {segments_dir.name} "
+                       f"(split by sha1 of the segment name, {test_fraction:.0%} of segments to probe-test)")
+        report = {**report, "test_fraction": test_fraction}
+    else:
+        train_dir = Path(train_dir)
+        train, train_report = build_real_segments(train_dir, limit)
+        test = table
+        shared = sorted(set(train["record"]) & set(test["record"]))
+        if shared:
+            raise ValueError(f"real segments: {len(shared)} excerpt(s) are in both {train_dir} and {segments_dir} "
+                             f"(e.g. {shared[:3]}); the probe-test excerpts must be unseen")
+        if DatasetLayout.of(train).modalities != DatasetLayout.of(test).modalities:
+            raise ValueError(f"real segments: {train_dir} and {segments_dir} hold different channel layouts")
+        description = (f"real PhysioNet/CinC 2018 60-s segments: probe-train the {len(set(train['record']))} of "
+                       f"{train_dir.name}, probe-test the {len(set(test['record']))} of {segments_dir.name}")
+        report = {"probe_train": train_report, "probe_test": report}
     return ProbeData(
         train,
         test,
         probing.read_split_table(train),
         probing.read_split_table(test),
-        description=(
-            f"{len(set(records))} real PhysioNet/CinC 2018 60-s segments from {segments_dir.name} "
-            f"(split by sha1 of the segment name, {test_fraction:.0%} of segments to probe-test)"
-        ),
+        description=description,
         is_real_segments=True,
         notes=[SUBJECT_IDENTITY_NOTE],
-        layout=DatasetLayout.of(table),
-        report={
-            "segments_requested": len(names),
-            "segments_skipped": skipped,
-            "windows": len(records),
-            "windows_with_undefined_stage": int(np.sum(np.asarray(table["sleep_stage"]) < 0)),
-            "test_fraction": test_fraction,
-        },
+        layout=DatasetLayout.of(test),
+        report=report,
     )
 
 
@@ -805,6 +830,27 @@ def export_task_classifiers(
     return exported
 
 
+def write_label_efficiency(features: dict, data: ProbeData, tasks: Sequence[probing.ProbeTask],
+                           settings: "EvaluationSettings", output_dir: Path) -> dict:
+    """Probes refitted on shares of the probe-train records (`label_efficiency`) for every task: writes
+    OUTPUT/label_efficiency.json, .md and label_efficiency_<task>.png; returns {task: result}."""
+    results, sections = {}, []
+    for task in tasks:
+        logger.info("label efficiency of %s: shares %s, seeds %s", task.name, list(settings.label_fractions),
+                    list(settings.label_seeds))
+        result = probe_label_efficiency(features, data, task, settings.probe, settings.label_fractions,
+                                        settings.label_seeds)
+        results[task.name] = result
+        title = (f"Linear probe of {task.name} fitted on a share of the probe-train records, balanced accuracy on all "
+                 f"{data.test_table.num_windows} probe-test windows (mean ± std over seeds {list(settings.label_seeds)})")
+        sections.append(label_efficiency_markdown(result, title, baseline=BASELINE_NAME))
+        plot_label_efficiency({"linear probe": result}, output_dir / f"label_efficiency_{task.name}.png",
+                              f"{task.name}: label efficiency")
+    atomic_write_json(output_dir / "label_efficiency.json", results)
+    atomic_write_text(output_dir / "label_efficiency.md", "\n".join(sections))
+    return results
+
+
 # ----------------------------------------------------------------------------------------------- run
 @dataclass
 class EvaluationSettings:
@@ -816,6 +862,7 @@ class EvaluationSettings:
     real_segments_dir: str | None = None
     real_segments_limit: int | None = None
     real_segments_test_fraction: float = 0.5
+    real_segments_train_dir: str | None = None
     tasks: Sequence[str] = tuple(probing.TASKS)
     batch_size: int = 64
     probe: ProbeSettings = field(default_factory=ProbeSettings)
@@ -825,6 +872,8 @@ class EvaluationSettings:
     export_classifiers: bool = True
     repo_prefix: str = ""
     device: str = "cpu"
+    label_fractions: Sequence[float] = ()  # label efficiency: refit the probes on these shares of the train records
+    label_seeds: Sequence[int] = (0, 1, 2)
 
 
 def run_evaluation(settings: EvaluationSettings) -> dict:
@@ -834,7 +883,8 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if settings.real_segments_dir:
-        data = load_real_segments(settings.real_segments_dir, settings.real_segments_limit, settings.real_segments_test_fraction)
+        data = load_real_segments(settings.real_segments_dir, settings.real_segments_limit,
+                                  settings.real_segments_test_fraction, settings.real_segments_train_dir)
         task_names = [name for name in settings.tasks if name == "sleep_staging"]
         data_skipped = {name: "real segments carry no labels for this task" for name in settings.tasks if name != "sleep_staging"}
     elif settings.dataset_dir:
@@ -869,6 +919,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
     write_predictions(output_dir / "predictions", BASELINE_NAME, baseline_features, baseline_probes, data, tasks)
     rows.append({"name": BASELINE_NAME, "strategy": "hand-crafted", "tasks": baseline_results,
                  "aggregate": aggregate_score(baseline_results), "filled": {}, "reconstruction": None})
+    kept_features = {BASELINE_NAME: (baseline_features.train, baseline_features.test)}  # for label efficiency
 
     variants = [variant for checkpoint in settings.checkpoints for variant in discover_variants(checkpoint)]
     names = [variant.name for variant in variants]
@@ -887,6 +938,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
         features = encoder_variant_features(encoders, data, removable, settings.batch_size, settings.robustness)
         task_results, probes = probe_variant(features, data, tasks, settings.probe)
         write_predictions(output_dir / "predictions", variant.name, features, probes, data, tasks)
+        kept_features[variant.name] = (features.train, features.test)
         rows.append(
             {
                 "name": variant.name,
@@ -915,6 +967,9 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
             exports[variant.name] = {"skipped": "concatenated unimodal encoders are not one PhysioMAE model"}
 
     rows.sort(key=lambda row: -np.inf if row["aggregate"] is None else row["aggregate"], reverse=True)
+    efficiency = {}
+    if settings.label_fractions:
+        efficiency = write_label_efficiency(kept_features, data, tasks, settings, output_dir)
     results = {
         "data": {"description": data.description, "real_segments": data.is_real_segments, "report": data.report,
                  "probe_train_windows": data.train_table.num_windows, "probe_test_windows": data.test_table.num_windows,
@@ -935,6 +990,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
         "ranking": rows,
         "analyses": analyses,
         "exported_classifiers": exports,
+        "label_efficiency": efficiency,
         "runtime_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(output_dir / "results.json", results)

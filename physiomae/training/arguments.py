@@ -78,7 +78,7 @@ class DataArguments:
         },
     )
     build_num_proc: Optional[int] = field(default=None, metadata={"help": "Processes of the dataset build (--data_dir)."})
-    split: str = field(default="pretrain", metadata={"help": "Split to pretrain on (falls back to probe_train when absent)."})
+    split: str = field(default="pretrain", metadata={"help": "Split to pretrain on (falls back to probe_train when absent); `a+b` concatenates splits a and b."})
     streaming: bool = field(
         default=False,
         metadata={"help": "Stream the split as an IterableDataset (sharded per process); requires --max_steps."},
