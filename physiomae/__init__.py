@@ -13,6 +13,10 @@
   `compute_metrics`; the probes score with the same functions.
 - `physiomae.finetuning`: Trainer fine-tuning for sleep staging (finetune.py); `physiomae.stage`: physiomae-stage.
 - `physiomae.model_card`, `physiomae.hub`: model cards and Hub export / push.
+- `physiomae.pretrained`: the shipped encoder and sleep stager (`ENCODER`, `SLEEP_STAGER`);
+  `physiomae.release`: the release step that writes them.
+- `physiomae.cli`: the programs train, eval, finetune and run_experiment (the checkout's top-level scripts link
+  to them); nothing in the library imports them.
 
 The model itself (what `trust_remote_code=True` loads) is the `modeling_physiomae` package; it imports nothing
 from here. Importing this package imports nothing heavy.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OUR_TOP_LEVEL = ("modeling_physiomae", "physiomae", "dataset_scripts", "train", "eval", "run_experiment", "finetune")
+OUR_TOP_LEVEL = ("modeling_physiomae", "physiomae", "dataset_scripts")
+NOT_INSTALLED = ("train", "eval", "run_experiment", "finetune")  # the checkout's scripts are physiomae.cli's
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
@@ -29,8 +31,13 @@ def run(command: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) 
 def installed(tmp_path_factory):
     work = tmp_path_factory.mktemp("install")
     wheel_dir = work / "wheel"
+    # built from a copy of the sources: setuptools reuses a build/ folder it finds, so a stale one in the checkout
+    # (from an older layout) would slip files into the wheel
+    source = work / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "outputs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir),
-                    str(ROOT)], check=True, capture_output=True, timeout=600)
+                    str(source)], check=True, capture_output=True, timeout=600)
     wheel = next(wheel_dir.glob("physiomae-*.whl"))
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -56,6 +63,9 @@ def test_our_packages_come_from_the_wheel(installed):
     locations = json.loads(run([str(venv / "bin" / "python"), "-c", code], outside, env))
     for name, location in locations.items():
         assert str(ROOT) not in location and str(venv) in location, f"{name} imported from {location}, not the wheel"
+    # no top-level module that another project's `import train` / `import eval` would collide with
+    code = "import importlib.util, json; print(json.dumps([n for n in %r if importlib.util.find_spec(n)]))" % (NOT_INSTALLED,)
+    assert json.loads(run([str(venv / "bin" / "python"), "-c", code], outside, env)) == []
 
 
 def test_console_scripts_build_train_eval_from_outside_the_checkout(installed):
@@ -108,8 +118,6 @@ def test_shipped_models_load_and_stage_from_the_installed_package(installed, rea
     name, expected = next(iter(reference.items()))
     record = outside / "real" / name
     record.parent.mkdir(exist_ok=True)
-    import shutil
-
     shutil.copytree(real_segments_dir / name, record)
     run(["physiomae-stage", str(record / name), "--out", "real.csv", "--no_progress"], outside, env)
     rows = (outside / "real.csv").read_text().splitlines()

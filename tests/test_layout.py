@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OUR_PACKAGES = ("modeling_physiomae", "dataset_scripts", "physiomae")
-SCRIPTS = ("train", "eval", "run_experiment", "finetune")
+SCRIPT_NAMES = ("train", "eval", "run_experiment", "finetune")
+SCRIPTS = tuple(f"physiomae.cli.{name}" for name in SCRIPT_NAMES)  # the top-level NAME.py are links to these
 
 
 def module_name(path: Path) -> str:
@@ -20,9 +21,7 @@ def module_name(path: Path) -> str:
 
 
 def our_modules() -> dict[str, Path]:
-    modules = {module_name(path): path for package in OUR_PACKAGES for path in (ROOT / package).rglob("*.py")}
-    modules.update({name: ROOT / f"{name}.py" for name in SCRIPTS})
-    return modules
+    return {module_name(path): path for package in OUR_PACKAGES for path in (ROOT / package).rglob("*.py")}
 
 
 def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
@@ -82,6 +81,16 @@ def test_no_import_cycles_and_nothing_imports_a_script_or_test():
     for path in (ROOT / "benchmarks").glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "from tests" not in text and "import tests" not in text, f"{path.name} imports test code"
+
+
+def test_the_repository_scripts_are_the_installed_programs():
+    """train.py, eval.py, finetune.py and run_experiment.py at the top of the checkout are links to the files in
+    physiomae/cli/ (what the console scripts run), not copies; nothing else at the top is Python."""
+    for name in SCRIPT_NAMES:
+        link = ROOT / f"{name}.py"
+        assert link.is_symlink(), f"{link} is not a link"
+        assert link.resolve() == (ROOT / "physiomae" / "cli" / f"{name}.py").resolve()
+    assert sorted(path.name for path in ROOT.glob("*.py")) == sorted(f"{name}.py" for name in SCRIPT_NAMES)
 
 
 def test_no_module_compares_strategy_names():
