@@ -51,7 +51,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from physiomae.io import atomic_path, atomic_write_text
+from dataset_scripts.files import atomic_path, atomic_write_text
 
 # The label convention (note spellings, subtypes, channels, mask names and the mask rule) lives in
 # challenge_format, shared with the reader (dataset_scripts/labels.py); re-exported here under the
@@ -118,7 +118,7 @@ class RecordPaths:
 # --------------------------------------------------------------------------------------------
 
 
-# atomic_path, atomic_write_bytes, atomic_write_text: physiomae.io (imported above)
+# atomic_path, atomic_write_text: dataset_scripts.files (imported above; physiomae.io re-exports them)
 
 
 # --------------------------------------------------------------------------------------------

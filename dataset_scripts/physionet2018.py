@@ -104,7 +104,7 @@ import numpy as np
 
 from dataset_scripts import challenge_format
 from dataset_scripts import labels as label_tools
-from physiomae.io import atomic_write_json
+from dataset_scripts.files import atomic_write_json
 
 
 BUILDER_VERSION = "1.1.0"  # 1.1.0: info.description records the feature-extractor settings

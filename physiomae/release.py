@@ -23,8 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from physiomae.evaluation import probing
-from physiomae.evaluation.label_efficiency import fraction_key, label_efficiency_markdown, plot_label_efficiency
-from physiomae.evaluation.runner import BASELINE_NAME, build_real_segments
+from physiomae.evaluation.data import build_real_segments
+from physiomae.evaluation.features import BASELINE_NAME
+from physiomae.evaluation.label_efficiency import label_efficiency_markdown, plot_label_efficiency
 from physiomae.io import atomic_write_json, atomic_write_text
 from physiomae.model_card import ModelCardInputs, TaskCardResult, render_model_card
 from physiomae.saved_dataset import build_report

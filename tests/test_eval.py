@@ -16,7 +16,7 @@ import torch
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEModel
 from physiomae.evaluation import probing
 from physiomae.evaluation.analysis import attention_rollout, modality_tuning, rollout_analysis, summarize_rollout
-from physiomae.evaluation.runner import build_task_classifier
+from physiomae.evaluation.export import build_task_classifier
 from physiomae.model_card import read_card_metadata
 from helpers import isolated_environment, tiny_config as shared_tiny_config
 
@@ -438,7 +438,7 @@ def test_real_segment_mode_reports_the_baseline(real_segments_dir, training_outp
 
 
 def test_eval_refuses_a_model_folder_that_is_not_physiomae(tmp_path):
-    from physiomae.evaluation.runner import discover_variants
+    from physiomae.evaluation.variants import discover_variants
 
     folder = tmp_path / "bert"
     folder.mkdir()

@@ -1,4 +1,6 @@
-"""The package layout: the Hub copy imports nothing else of ours, and no import among our modules runs in a circle."""
+"""The package layout: our packages are layers, modeling_physiomae (the Hub copy) < dataset_scripts (the `datasets`
+builders) < physiomae (the library), and a module imports only from its own layer or a lower one; the Hub copy
+imports nothing else of ours, and no import among our modules runs in a circle."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OUR_PACKAGES = ("modeling_physiomae", "dataset_scripts", "physiomae")
+OUR_PACKAGES = ("modeling_physiomae", "dataset_scripts", "physiomae")  # the layers, lowest first
 SCRIPT_NAMES = ("train", "eval", "run_experiment", "finetune")
 SCRIPTS = tuple(f"physiomae.cli.{name}" for name in SCRIPT_NAMES)  # the top-level NAME.py are links to these
 
@@ -57,6 +59,33 @@ def test_hub_copy_imports_nothing_else_of_ours():
         if name.startswith("modeling_physiomae"):
             outside = sorted(target for target in imports if not target.startswith("modeling_physiomae"))
             assert not outside, f"{name} (the Hub copy) imports {outside}"
+
+
+def layer(module: str) -> int:
+    """Position of a module's package in OUR_PACKAGES (0 = the Hub copy)."""
+    return OUR_PACKAGES.index(module.split(".")[0])
+
+
+def test_modules_import_only_from_their_layer_or_below():
+    """dataset_scripts imports nothing of physiomae (at the top or inside a function), modeling_physiomae nothing of
+    either: what a lower layer needs lives there (e.g. the atomic writes in dataset_scripts/files.py, which
+    physiomae.io re-exports)."""
+    graph = import_graph()
+    assert any(name.startswith("dataset_scripts.") for name in graph) and "physiomae.io" in graph
+    upward = sorted(f"{name} imports {target}" for name, imports in graph.items() for target in imports
+                    if layer(target) > layer(name))
+    assert not upward, f"imports from a higher layer ({' < '.join(OUR_PACKAGES)}): {upward}"
+
+
+def test_the_import_graph_sees_imports_inside_functions(tmp_path):
+    """The layering test would catch a builder that imports the library lazily, inside a function."""
+    path = tmp_path / "builder.py"
+    path.write_text("import numpy\n\ndef build():\n    from physiomae.io import atomic_write_json\n"
+                    "    from . import labels\n    return atomic_write_json\n", encoding="utf-8")
+    known = set(our_modules())
+    found = imported_modules("dataset_scripts.builder", path, known)
+    assert found == {"physiomae.io", "dataset_scripts", "dataset_scripts.labels"}
+    assert max(layer(target) for target in found) > layer("dataset_scripts.builder")
 
 
 def test_no_import_cycles_and_nothing_imports_a_script_or_test():

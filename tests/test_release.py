@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from modeling_physiomae import PhysioMAEConfig
+from physiomae.evaluation.data import load_real_segments
 from physiomae.evaluation.label_efficiency import label_efficiency, label_subset
-from physiomae.evaluation.runner import load_real_segments
 from physiomae.model_card import read_card_metadata
 from physiomae.pretrained import ENCODER, SLEEP_STAGER
 from physiomae.release import parse_reference_rows, replace_folder

@@ -95,7 +95,7 @@ def test_train_collator_and_eval_encoder_read_a_permuted_dataset_like_the_builde
     from helpers import tiny_config
     from modeling_physiomae import PhysioMAEModel
     from physiomae.evaluation import probing
-    from physiomae.evaluation.runner import load_probe_data
+    from physiomae.evaluation.data import load_probe_data
     from physiomae.training.data import ArrowWindowDataset, WindowCollator
 
     write_dataset(tmp_path / "builder_order")

@@ -36,8 +36,9 @@ import numpy as np
 from transformers import set_seed
 
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEFeatureExtractor, PhysioMAEForSequenceClassification
+from physiomae.evaluation.data import load_probe_data, load_real_segments
 from physiomae.evaluation.label_efficiency import label_efficiency, label_efficiency_markdown
-from physiomae.evaluation.runner import discover_variants, load_probe_data, load_real_segments
+from physiomae.evaluation.variants import discover_variants
 from physiomae.finetuning import (
     STAGE_LABELS, FinetuningSettings, StagingWindows, finetune, predict_metrics, split_validation,
 )

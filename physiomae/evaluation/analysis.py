@@ -20,6 +20,8 @@ modality per unit. Two ablations: `"mask"` removes the modality (modality_mask F
 sequence, as when the sensor is missing) and `"zero_input"` keeps its tokens but zeroes its signals (the
 information its signal carries; a modality the model ignores has exactly zero tuning under this ablation,
 while under `"mask"` removing its tokens still changes the pooled mean).
+
+`run_analyses` is eval.py's step: both analyses of one encoder on probe-test windows, with their plots.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from ..saved_dataset import ChannelMapping
+from .data import ProbeData
+from .probing import iterate_signal_batches
 
 
 # ----------------------------------------------------------------------------------------------- token layout
@@ -361,3 +368,48 @@ def plot_modality_tuning(tunings: Sequence[ModalityTuning], path, title: str = "
     from physiomae.plotting import save_figure
 
     save_figure(modality_tuning_figure(tunings, title), path)
+
+
+# ----------------------------------------------------------------------------------------------- eval.py's step
+def analysis_batch(data: ProbeData, encoder, num_windows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Up to `num_windows` probe-test windows with at least two of the encoder's modalities present."""
+    mapping = ChannelMapping.for_config(encoder.config, data.layout)
+    chosen_values, chosen_masks, count = [], [], 0
+    for input_values, channel_mask in iterate_signal_batches(data.test_split, 64):
+        model_values, modality_mask = mapping.model_inputs(input_values, channel_mask)
+        keep = modality_mask.sum(axis=1) >= 2
+        chosen_values.append(model_values[keep])
+        chosen_masks.append(modality_mask[keep])
+        count += int(keep.sum())
+        if count >= num_windows:
+            break
+    if count == 0:
+        return None
+    values = np.concatenate(chosen_values)[:num_windows]
+    masks = np.concatenate(chosen_masks)[:num_windows]
+    return torch.from_numpy(values), torch.from_numpy(masks)
+
+
+def run_analyses(encoder, data: ProbeData, output_folder: Path, name: str, num_windows: int) -> dict:
+    """Rollout and modality tuning for one early-fusion encoder; numbers returned, PNGs written."""
+    config = encoder.config
+    if config.num_modalities < 2:
+        return {"skipped": "single-modality encoder: no cross-modal attention or modality tuning"}
+    if config.fusion != "early":
+        return {"skipped": f"fusion={config.fusion!r}: attention never crosses modalities"}
+    batch = analysis_batch(data, encoder, num_windows)
+    if batch is None:
+        return {"skipped": "no probe-test window has two or more of the encoder's modalities"}
+    device = next(encoder.parameters()).device
+    input_values, modality_mask = batch[0].to(device), batch[1].to(device)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    rollout = rollout_analysis(encoder, input_values, modality_mask)
+    plot_block_matrix(rollout, output_folder / "rollout_modality_blocks.png", title=f"{name}: attention rollout by modality")
+    tunings = [modality_tuning(encoder, input_values, modality_mask, ablation) for ablation in ("mask", "zero_input")]
+    plot_modality_tuning(tunings, output_folder / "modality_tuning.png", title=f"{name}: modality tuning of embedding units")
+    return {
+        "num_windows": int(len(input_values)),
+        "rollout": rollout.to_dict(),
+        "modality_tuning": {tuning.ablation: tuning.summary() for tuning in tunings},
+        "plots": ["rollout_modality_blocks.png", "modality_tuning.png"],
+    }

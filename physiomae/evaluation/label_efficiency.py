@@ -4,8 +4,9 @@ The reason a foundation model exists is that it needs fewer labels. For each sha
 `label_subset` draws that share of the training records, stratified by each record's most frequent label (so
 every class keeps records), and the same drawn records serve every variant (band powers, untrained and pretrained
 encoders), so the variants differ only in their features. eval.py (`--label_fractions`) refits its linear probe
-on each share (`probe_label_efficiency`); finetune.py (`--label_fractions`) fine-tunes on each share. Both write
-the result in the layout `label_efficiency_markdown` and `plot_label_efficiency` read:
+on each share (`probe_label_efficiency`; every task and its files: `write_probe_label_efficiency`); finetune.py
+(`--label_fractions`) fine-tunes on each share. Both write the result in the layout `label_efficiency_markdown`
+and `plot_label_efficiency` read:
 
     {"metric": "balanced_accuracy", "fractions": [...], "seeds": [...],
      "records": {fraction: records drawn}, "windows": {fraction: windows drawn},
@@ -16,12 +17,17 @@ the result in the layout `label_efficiency_markdown` and `plot_label_efficiency`
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..io import atomic_write_json, atomic_write_text
 from . import probing
+
+logger = logging.getLogger("physiomae.eval")  # only eval.py's step (`write_probe_label_efficiency`) logs
 
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -86,7 +92,7 @@ def probe_label_efficiency(
     features: dict[str, tuple[np.ndarray, np.ndarray]],
     data,
     task: probing.ProbeTask,
-    probe_settings,
+    probe_settings: probing.ProbeSettings,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seeds: Sequence[int] = (0, 1, 2),
 ) -> dict:
@@ -105,6 +111,33 @@ def probe_label_efficiency(
         return probing.task_metrics(task, test_labels, probabilities)["balanced_accuracy"]
 
     return label_efficiency(data.train_table.records, train_labels, list(features), score, fractions, seeds)
+
+
+def write_probe_label_efficiency(
+    features: dict[str, tuple[np.ndarray, np.ndarray]],
+    data,
+    tasks: Sequence[probing.ProbeTask],
+    probe_settings: probing.ProbeSettings,
+    fractions: Sequence[float],
+    seeds: Sequence[int],
+    output_dir: Path,
+    baseline: str | None = None,
+) -> dict:
+    """eval.py's step: `probe_label_efficiency` for every task; writes OUTPUT/label_efficiency.json, .md (rows
+    against `baseline`) and label_efficiency_<task>.png; returns {task: result}."""
+    results, sections = {}, []
+    for task in tasks:
+        logger.info("label efficiency of %s: shares %s, seeds %s", task.name, list(fractions), list(seeds))
+        result = probe_label_efficiency(features, data, task, probe_settings, fractions, seeds)
+        results[task.name] = result
+        title = (f"Linear probe of {task.name} fitted on a share of the probe-train records, balanced accuracy on all "
+                 f"{data.test_table.num_windows} probe-test windows (mean ± std over seeds {list(seeds)})")
+        sections.append(label_efficiency_markdown(result, title, baseline=baseline))
+        plot_label_efficiency({"linear probe": result}, output_dir / f"label_efficiency_{task.name}.png",
+                              f"{task.name}: label efficiency")
+    atomic_write_json(output_dir / "label_efficiency.json", results)
+    atomic_write_text(output_dir / "label_efficiency.md", "\n".join(sections))
+    return results
 
 
 def label_efficiency_markdown(result: dict, title: str, baseline: str | None = None) -> str:

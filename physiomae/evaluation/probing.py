@@ -31,7 +31,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from dataset_scripts.labels import STAGE_NAMES
-from dataset_scripts.physionet2018 import record_split_position
 from physiomae.metrics.arousal_auprc.arousal_scores import binary_auroc, challenge_gross_auprc
 from physiomae.metrics.sleep_staging.staging_scores import confusion_counts, confusion_metrics
 from physiomae.saved_dataset import ChannelMapping, DatasetLayout
@@ -149,6 +148,8 @@ def iterate_signal_batches(split, batch_size: int) -> Iterator[tuple[np.ndarray,
 def record_split_is_test(record: str, test_fraction: float = 0.22) -> bool:
     """Deterministic split by record name, the builder's (`physionet2018.record_split_position`): the record is
     in the test share when the position of sha1(name) in the hash range is below `test_fraction`."""
+    from dataset_scripts.physionet2018 import record_split_position  # here: the builder module loads `datasets`
+
     return record_split_position(record) < test_fraction
 
 
@@ -280,6 +281,18 @@ def band_power_feature_modality(dataset_modalities: dict[str, list[str]] | None 
 
 
 # ----------------------------------------------------------------------------------------------- probe
+@dataclass
+class ProbeSettings:
+    """How probes are fitted and scored (eval.py's --c_grid, --cv_folds, --max_iter, --bootstrap_resamples, --seed):
+    `fit_probe` takes the first three, `score_probe` the last two."""
+
+    c_grid: Sequence[float] = DEFAULT_C_GRID
+    cv_folds: int = 5
+    max_iter: int = 2000
+    bootstrap_resamples: int = 200
+    seed: int = 0
+
+
 @dataclass
 class FittedProbe:
     """A fitted StandardScaler + LogisticRegression and how its C was chosen.
