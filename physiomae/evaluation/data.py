@@ -36,6 +36,11 @@ class ProbeData:
     report: dict = field(default_factory=dict)
     layout: DatasetLayout = field(default_factory=DatasetLayout)  # the splits' channels and modalities
 
+    @classmethod
+    def from_splits(cls, train, test, **fields) -> "ProbeData":
+        """With the label tables read from the two splits (`probing.read_split_table`)."""
+        return cls(train, test, probing.read_split_table(train), probing.read_split_table(test), **fields)
+
 
 def load_probe_data(dataset_dir: str | Path) -> ProbeData:
     """`probe_train` / `probe_test` of a dataset saved by the builder (`physiomae.saved_dataset`), in the layout it
@@ -55,11 +60,9 @@ def load_probe_data(dataset_dir: str | Path) -> ProbeData:
         description = f"the probe_train / probe_test splits built from {source} ({dataset_dir})"
     # A dataset built from the real 60-s excerpts (records seg-NNNN) has no subject identity.
     real_segments = any(str(record).startswith("seg-") for record in list(train[:50]["record"]) + list(test[:50]["record"]))
-    return ProbeData(
+    return ProbeData.from_splits(
         train,
         test,
-        probing.read_split_table(train),
-        probing.read_split_table(test),
         description=description,
         is_real_segments=real_segments,
         notes=[SUBJECT_IDENTITY_NOTE] if real_segments else [],
@@ -150,11 +153,9 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
         description = (f"real PhysioNet/CinC 2018 60-s segments: probe-train the {len(set(train['record']))} of "
                        f"{train_dir.name}, probe-test the {len(set(test['record']))} of {segments_dir.name}")
         report = {"probe_train": train_report, "probe_test": report}
-    return ProbeData(
+    return ProbeData.from_splits(
         train,
         test,
-        probing.read_split_table(train),
-        probing.read_split_table(test),
         description=description,
         is_real_segments=True,
         notes=[SUBJECT_IDENTITY_NOTE],
