@@ -210,8 +210,11 @@ def write_release(
     report_dir: Path,
     command: str,
     strategy: str = "mae_modality_drop",
+    name: str = ENCODER_NAME,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Assemble, score and write the shipped folders and the release report (module docstring)."""
+    """Assemble, score and write the shipped folders `name` and `name-sleep-staging` (weights stored in `dtype`)
+    and the release report (module docstring). The stager is scored as shipped: from its staged folder."""
     results = json.loads((eval_dir / "results.json").read_text())
     stager_source = eval_dir / f"{strategy}-sleep-staging"
     if not (stager_source / "config.json").is_file():
@@ -225,8 +228,19 @@ def write_release(
     efficiency = results.get("label_efficiency", {}).get("sleep_staging")
     finetune = json.loads((finetune_dir / "finetune.json").read_text())["variants"][run_dir.name] if finetune_dir else None
 
+    # the shipped folders, staged beside their final place (swapped in at the end, once everything succeeded)
+    release_dir.mkdir(parents=True, exist_ok=True)
+    staged = {}
+    for folder_name, source in ((name, encoder_source), (f"{name}-sleep-staging", stager_source)):
+        staging = release_dir / f".{folder_name}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        if dtype != "float32":
+            cast_weights(staging, dtype)
+        staged[folder_name] = staging
+
     logger.info("scoring the stager through pipeline('sleep-staging') on %s", test_segments_dir)
-    stager_score = score_stager(stager_source, test_segments_dir)
+    stager_score = score_stager(staged[f"{name}-sleep-staging"], test_segments_dir)
     reference = reference_rows(stager_score.pop("rows"))
 
     # the report and its tables
@@ -250,8 +264,9 @@ def write_release(
     build = (build_report(run_args["dataset_dir"]) or {}).get("totals")
     if not build:
         raise FileNotFoundError(f"no build_report.json at the pretraining dataset {run_args['dataset_dir']}")
-    facts = {"command": command, "strategy": strategy, "pretraining_windows": windows,
+    facts = {"command": command, "strategy": strategy, "name": name, "dtype": dtype, "pretraining_windows": windows,
              "encoder_parameters": sum(parameter.numel() for parameter in encoder.parameters()),
+             "size": f"width {encoder.config.hidden_size}, {encoder.config.num_hidden_layers} layers",
              "pretraining_hours": build["windows_kept"] * encoder.config.window_seconds / 3600,
              "pretraining_steps": run_args["max_steps"], "batch": run_args["per_device_batch_size"],
              "probe_train_windows": data["probe_train_windows"], "probe_train_records": data["probe_train_records"],
@@ -273,19 +288,31 @@ def write_release(
                                                     "reference_rows": reference, "probe_ranking": results["ranking"],
                                                     "label_efficiency": efficiency, "finetune": finetune})
 
-    # the shipped folders: written beside, then swapped in
-    release_dir.mkdir(parents=True, exist_ok=True)
     probe_result = next(row for row in results["ranking"] if row["name"] == run_dir.name)["tasks"]["sleep_staging"]
-    cards = {ENCODER_NAME: (encoder_source, encoder_card(sections, facts, probe_result)),
-             SLEEP_STAGER_NAME: (stager_source, stager_card(sections, facts, stager_score))}
-    for name, (source, card) in cards.items():
-        staging = release_dir / f".{name}.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging)
-        (staging / "README.md").write_text(card, encoding="utf-8")
-        replace_folder(staging, release_dir / name)
-    logger.info("release written: %s, %s", release_dir / ENCODER_NAME, release_dir / SLEEP_STAGER_NAME)
+    cards = {name: encoder_card(sections, facts, probe_result),
+             f"{name}-sleep-staging": stager_card(sections, facts, stager_score)}
+    for folder_name, card in cards.items():
+        (staged[folder_name] / "README.md").write_text(card, encoding="utf-8")
+        replace_folder(staged[folder_name], release_dir / folder_name)
+    logger.info("release written: %s", ", ".join(str(release_dir / folder_name) for folder_name in cards))
     return {"facts": facts, "stager_pipeline": stager_score, "sections": sections}
+
+
+def cast_weights(folder: Path, dtype: str) -> None:
+    """Store the floating-point weights of `folder/model.safetensors` in `dtype` (e.g. "bfloat16": half the bytes
+    of float32) and say so in its config.json (`dtype`), so that `from_pretrained` loads them as such."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = getattr(torch, dtype, None)
+    if not isinstance(target, torch.dtype) or not target.is_floating_point:
+        raise ValueError(f"release dtype {dtype!r} is not a torch floating-point dtype")
+    path = folder / "model.safetensors"
+    tensors = {key: value.to(target) if value.is_floating_point() else value for key, value in load_file(path).items()}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    config["dtype"] = dtype
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def replace_folder(new: Path, target: Path) -> None:
@@ -354,19 +381,22 @@ LIMITATIONS = (
     "Test excerpts are balanced over the five stages (100 each), unlike a night; stage transitions are rare within "
     "a 60-s excerpt. Only 7 of the 13 challenge channels (one EEG derivation, no SaO2) were seen in training: "
     "other montages are read by channel name and absent modalities are allowed, but their effect is unmeasured. "
-    "All recordings come from one sleep laboratory (Massachusetts General Hospital). This is a small model "
-    "({encoder_parameters:,} encoder parameters) pretrained on {pretraining_hours:.0f} hours of signal."
+    "All recordings come from one sleep laboratory (Massachusetts General Hospital). The encoder has "
+    "{encoder_parameters:,} parameters and was pretrained on {pretraining_hours:.0f} hours of signal."
 )
 
 
-def usage_code(auto_class: str, constant: str, stager: bool) -> str:
+def usage_code(auto_class: str, folder_name: str, stager: bool) -> str:
+    """The card's example: the folder by its constant in `physiomae.pretrained`, or by `folder(name)`."""
+    constant = {ENCODER_NAME: "ENCODER", SLEEP_STAGER_NAME: "SLEEP_STAGER"}.get(folder_name)
+    imported, target = (constant, constant) if constant else ("folder", f'folder("{folder_name}")')
     if stager:
-        return (f"from transformers import pipeline\nfrom physiomae.pretrained import {constant}\n\n"
-                f"staging = pipeline(\"sleep-staging\", model={constant}, trust_remote_code=True)\n"
+        return (f"from transformers import pipeline\nfrom physiomae.pretrained import {imported}\n\n"
+                f"staging = pipeline(\"sleep-staging\", model={target}, trust_remote_code=True)\n"
                 "rows = staging(\"night.edf\")   # or a WFDB record; one row per 30-s epoch: onset, stage, probabilities")
-    return (f"from transformers import AutoFeatureExtractor, {auto_class}\nfrom physiomae.pretrained import {constant}\n\n"
-            f"model = {auto_class}.from_pretrained({constant}, trust_remote_code=True)\n"
-            f"feature_extractor = AutoFeatureExtractor.from_pretrained({constant}, trust_remote_code=True)\n"
+    return (f"from transformers import AutoFeatureExtractor, {auto_class}\nfrom physiomae.pretrained import {imported}\n\n"
+            f"model = {auto_class}.from_pretrained({target}, trust_remote_code=True)\n"
+            f"feature_extractor = AutoFeatureExtractor.from_pretrained({target}, trust_remote_code=True)\n"
             "inputs = feature_extractor(recording, sampling_rate=200, channel_names=channel_names, return_tensors=\"pt\")\n"
             "outputs = model(input_values=inputs[\"input_values\"], modality_mask=inputs[\"modality_mask\"])")
 
@@ -390,8 +420,8 @@ def encoder_card(sections: dict[str, str], facts: dict, probe_result: dict) -> s
         sections["finetune_efficiency"],
     ] if part)
     inputs = ModelCardInputs(
-        model_name=ENCODER_NAME, repo_id=ENCODER_NAME,
-        summary=(f"The PhysioMAE encoder shipped with the `physiomae` package: the `tiny` model pretrained with masked "
+        model_name=facts["name"], repo_id=facts["name"],
+        summary=(f"The PhysioMAE encoder shipped with the `physiomae` package: the model ({facts['size']}) pretrained with masked "
                  f"autoencoding and input modality dropout (`{facts['strategy']}`) for {facts['pretraining_steps']:,} "
                  f"steps × {facts['batch']} windows ({facts['pretraining_windows'] / 1e6:.2f} M windows of 30 s) on "
                  f"real PhysioNet 2018 excerpts by `{facts['command']}`. The folder holds the whole pretraining model "
@@ -400,7 +430,7 @@ def encoder_card(sections: dict[str, str], facts: dict, probe_result: dict) -> s
                       "starting point for fine-tuning (`finetune.py --model_name_or_path`)."),
         training_data=TRAINING_DATA, data_limitations=limitations(facts),
         age_definition="not evaluated (the excerpts carry no age)",
-        usage=usage_code("AutoModel", "ENCODER", stager=False),
+        usage=usage_code("AutoModel", facts["name"], stager=False),
         evaluation=evaluation,
     )
     return render_model_card(inputs, [_card_result(probe_result, "Sleep staging (linear probe)", "PhysioNet 2018 test excerpts")])
@@ -417,17 +447,19 @@ def stager_card(sections: dict[str, str], facts: dict, stager_score: dict) -> st
         "check that the installed stager reproduces them):", sections["reference"],
     ])
     inputs = ModelCardInputs(
-        model_name=SLEEP_STAGER_NAME, repo_id=SLEEP_STAGER_NAME,
-        summary=(f"The sleep stager shipped with the `physiomae` package: the pretrained encoder `{ENCODER_NAME}` with "
+        model_name=f"{facts['name']}-sleep-staging", repo_id=f"{facts['name']}-sleep-staging",
+        summary=(f"The sleep stager shipped with the `physiomae` package: the pretrained encoder `{facts['name']}` with "
                  "a linear head (the linear probe, StandardScaler + LogisticRegression(class_weight='balanced'), "
                  "fitted on the 750 labelled extra excerpts and folded into the classifier's linear layer). Stages "
-                 "W, N1, N2, N3, REM per 30-s epoch; `physiomae-stage NIGHT.edf --out night.csv` uses it by default."),
+                 "W, N1, N2, N3, REM per 30-s epoch."
+                 + (" `physiomae-stage NIGHT.edf --out night.csv` uses it by default." if facts["name"] == ENCODER_NAME
+                    else "")),
         intended_use=("Research: staging polysomnography recordings (EDF/EDF+/BDF or WFDB) into 30-s epochs, "
                       "as a baseline or a first pass that a sleep expert reviews."),
         training_data=TRAINING_DATA, data_limitations=limitations(facts),
         age_definition="not evaluated (the excerpts carry no age)",
         auto_class="AutoModelForSequenceClassification", pipeline_tag=None,
-        usage=usage_code("AutoModelForSequenceClassification", "SLEEP_STAGER", stager=True),
+        usage=usage_code("AutoModelForSequenceClassification", f"{facts['name']}-sleep-staging", stager=True),
         evaluation=evaluation,
     )
     return render_model_card(inputs, [_card_result(stager_score, "Sleep staging", "PhysioNet 2018 test excerpts")])

@@ -176,3 +176,31 @@ def test_replace_folder_keeps_the_old_one_until_the_new_one_is_in_place(tmp_path
     replace_folder(new, target)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]
     assert (target / "new.txt").is_file() and not (target / "old.txt").exists()
+
+
+def test_shipped_folders_by_name():
+    from physiomae.pretrained import folder
+
+    assert folder("physiomae-tiny") == ENCODER and folder("physiomae-tiny-sleep-staging") == SLEEP_STAGER
+    with pytest.raises(FileNotFoundError, match="physiomae-tiny-sleep-staging"):
+        folder("physiomae-huge")
+
+
+def test_cast_weights_stores_bfloat16_that_loads_as_such(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from modeling_physiomae import PhysioMAEForSequenceClassification
+    from physiomae.release import cast_weights
+
+    copy = tmp_path / "stager"
+    shutil.copytree(SLEEP_STAGER, copy)
+    cast_weights(copy, "bfloat16")
+    original, cast = load_file(Path(SLEEP_STAGER) / "model.safetensors"), load_file(copy / "model.safetensors")
+    assert set(original) == set(cast)
+    for key, value in original.items():
+        assert cast[key].dtype == (torch.bfloat16 if value.is_floating_point() else value.dtype)
+        torch.testing.assert_close(cast[key].float(), value.to(torch.bfloat16).float(), rtol=0, atol=0)
+    assert next(PhysioMAEForSequenceClassification.from_pretrained(copy).parameters()).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="floating-point"):
+        cast_weights(copy, "int8")

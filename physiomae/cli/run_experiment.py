@@ -61,6 +61,8 @@ class ExperimentSettings:
     release_dir: str | None = None  # write the shipped encoder + sleep stager here (physiomae.release)
     release_report_dir: str | None = None  # and the release's measured numbers and plot here
     release_strategy: str = "mae_modality_drop"
+    release_name: str = "physiomae-tiny"  # the shipped folders: NAME (encoder) and NAME-sleep-staging
+    release_dtype: str = "float32"  # their weights' dtype, e.g. bfloat16 to halve a larger model's files
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "ExperimentSettings":
@@ -233,7 +235,8 @@ def release(settings: ExperimentSettings, output_dir: Path, eval_dir: Path, fine
     report_dir = Path(settings.release_report_dir or output_dir / "release")
     write_release(output_dir / "runs" / settings.release_strategy, output_dir / "runs" / "random_init", eval_dir,
                   finetune_dir, settings.real_segments_dir, Path(settings.release_dir), report_dir,
-                  command=f"python run_experiment.py {config}", strategy=settings.release_strategy)
+                  command=f"python run_experiment.py {config}", strategy=settings.release_strategy,
+                  name=settings.release_name, dtype=settings.release_dtype)
     print((report_dir / "release.md").read_text())
     print(f"=== release: done in {time.perf_counter() - started:.0f} s; shipped folders in {settings.release_dir}, "
           f"report in {report_dir}")

@@ -25,4 +25,13 @@ SLEEP_STAGER_NAME = "physiomae-tiny-sleep-staging"
 ENCODER = str(PRETRAINED_DIR / ENCODER_NAME)
 SLEEP_STAGER = str(PRETRAINED_DIR / SLEEP_STAGER_NAME)
 
-__all__ = ["ENCODER", "ENCODER_NAME", "PRETRAINED_DIR", "SLEEP_STAGER", "SLEEP_STAGER_NAME"]
+__all__ = ["ENCODER", "ENCODER_NAME", "PRETRAINED_DIR", "SLEEP_STAGER", "SLEEP_STAGER_NAME", "folder"]
+
+
+def folder(name: str) -> str:
+    """The shipped folder `name` (e.g. "physiomae-tiny-sleep-staging"); FileNotFoundError naming the shipped ones."""
+    path = PRETRAINED_DIR / name
+    if not (path / "config.json").is_file():
+        shipped = sorted(child.name for child in PRETRAINED_DIR.iterdir() if (child / "config.json").is_file())
+        raise FileNotFoundError(f"no shipped model {name!r}; shipped: {shipped}")
+    return str(path)
