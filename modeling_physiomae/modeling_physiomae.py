@@ -24,7 +24,6 @@ import functools
 import itertools
 import math
 import os
-import re
 from dataclasses import dataclass
 
 import torch
@@ -1184,124 +1183,6 @@ class PhysioMAEInPlaceDecoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Folders saved before the per-modality weights were stacked
-# ----------------------------------------------------------------------------------------------
-PER_MODALITY_KEY = re.compile(
-    r"(^|\.)(embeddings\.tokenizers\.\d+\.|decoders\.\d+\.|decoder\.heads\.\d+\.|projections\.\d+\.|target_(mean|std|weight)_\d+$"
-    r"|attention\.(query|key|value)\.(weight|bias)$|band_matrix$)"
-)
-"""State-dict keys of the per-modality layout (one module per modality and separate query / key / value
-projections, PhysioMAE before 2026-12-02)."""
-
-
-@torch.no_grad()
-def load_per_modality_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, list[str]]:
-    """
-    Load the entries of `state_dict` that are in the per-modality layout (`PER_MODALITY_KEY`: one tokenizer,
-    decoder, head or projection module per modality, one target-statistics buffer per modality) into `model`'s
-    stacked weights, in place; their padding is set to zero. Returns `{"loaded": legacy keys used, "filled":
-    model keys written}`; entries in today's layout are left to the caller.
-    """
-    modules = dict(model.named_modules())
-
-    def module(path: str) -> nn.Module:
-        for candidate in (path, path.removeprefix(f"{model.base_model_prefix}."), f"{model.base_model_prefix}.{path}"):
-            if candidate in modules:
-                return modules[candidate], candidate
-        return None, None  # e.g. a decoder weight read by the encoder alone: not needed
-
-    def zero_padding_once(path: str, stacked: nn.Module) -> None:
-        if path not in zeroed:
-            zeroed.add(path)
-            for name, tensor in stacked.named_parameters(recurse=False):
-                tensor.zero_()
-                filled.append(f"{path}.{name}")
-
-    loaded, filled, zeroed, tokenizers, fused = [], [], set(), {}, {}
-    target_index = getattr(model, "target_index", None)
-    for key, value in state_dict.items():
-        if not PER_MODALITY_KEY.search(key):
-            continue
-        if re.fullmatch(r"(.*\.)?band_matrix", key):  # saved by early versions; today derived from the config
-            loaded.append(key)
-        elif (match := re.fullmatch(r"(.*\.)?attention\.(query|key|value)\.(weight|bias)", key)) and "decoders." not in key:
-            # a self-attention (encoder, in-place decoder): today one fused qkv projection, rows queries, keys, values
-            fused.setdefault((match[1] or "", match[3]), {})[match[2]] = value
-            loaded.append(key)
-        elif match := re.fullmatch(r"(.*?)embeddings\.tokenizers\.(\d+)\.(\w+)\.(weight|bias)", key):
-            tokenizers.setdefault((match[1], int(match[2])), {}).setdefault(match[3], {})[match[4]] = value
-            loaded.append(key)
-        elif match := re.fullmatch(r"(.*?)target_(mean|std|weight)_(\d+)", key):
-            if not hasattr(model, f"target_{match[2]}"):
-                continue
-            loaded.append(key)
-            buffer, modality = getattr(model, f"target_{match[2]}"), int(match[3])
-            if f"target_{match[2]}" not in filled:
-                buffer.fill_(1.0 if match[2] == "std" else 0.0)
-                filled.append(f"target_{match[2]}")
-            buffer[modality, target_index[modality]] = value.to(buffer.dtype)
-        elif match := re.fullmatch(r"(.*?)decoders\.(\d+)\.(mask_token|time_position_embeddings)", key):
-            stacked, path = module(f"{match[1]}decoder")
-            if stacked is None:
-                continue
-            loaded.append(key)
-            getattr(stacked, match[3])[int(match[2])] = value[0].to(getattr(stacked, match[3]).dtype)
-            filled.append(f"{path}.{match[3]}")
-        else:  # a Linear or LayerNorm of one modality's decoder, head or projection
-            match = re.fullmatch(r"(.*?)(?:decoders\.(\d+)\.(.+)|decoder\.heads\.(\d+)|projections\.(\d+))\.(weight|bias)", key)
-            if match is None:
-                raise KeyError(f"{key!r}: not a per-modality weight PhysioMAE knows")
-            column_offset = 0
-            if match[2] is not None:
-                modality, path_in_decoder = int(match[2]), match[3]
-                if path_in_decoder.endswith((".key", ".value")):  # today one fused projection: keys, then values
-                    attention, part = path_in_decoder.rsplit(".", 1)
-                    path_in_decoder = f"{attention}.key_value"
-                    column_offset = 0 if part == "key" else value.shape[0]
-                stacked_path = f"{match[1]}decoder.{path_in_decoder}"
-            elif match[4] is not None:
-                modality, stacked_path = int(match[4]), f"{match[1]}decoder.heads"
-            else:
-                modality, stacked_path = int(match[5]), f"{match[1]}projections"
-            stacked, path = module(stacked_path)
-            if stacked is None:
-                continue
-            loaded.append(key)
-            zero_padding_once(path, stacked)
-            if isinstance(stacked, PhysioMAEStackedLayerNorm):
-                getattr(stacked, match[6])[modality, 0] = value.to(stacked.weight.dtype)
-                continue
-            head = stacked_path.endswith(("decoder.prediction", "decoder.heads"))
-            out_index = target_index[modality] if head else range(column_offset, column_offset + value.shape[0])
-            stacked.load_group(modality, **{match[6]: value}, out_index=out_index)
-    for (prefix, kind), parts in fused.items():
-        attention, path = module(f"{prefix}attention")
-        if attention is None:
-            loaded = [key for key in loaded if not key.startswith(f"{prefix}attention.")]
-            continue
-        getattr(attention.qkv, kind).copy_(torch.cat([parts["query"], parts["key"], parts["value"]]))
-        filled.append(f"{path}.qkv.{kind}")
-    for (prefix, modality), parts in sorted(tokenizers.items()):
-        tokenizer, path = module(f"{prefix}embeddings.tokenizer")
-        if tokenizer is None:
-            continue
-        for name, part in tokenizer.named_children():
-            if isinstance(part, (PhysioMAEStackedLinear, PhysioMAEGroupedLinear)):
-                zero_padding_once(f"{path}.{name}", part)
-        tokenizer.load_modality(modality, parts["convolution"], parts["projection"], parts.get("spectral_projection"))
-    return {"loaded": loaded, "filled": filled}
-
-
-def read_saved_state_dict(pretrained_model_name_or_path, **hub_kwargs) -> dict[str, torch.Tensor]:
-    """The tensors of a saved folder or Hub repository's `model.safetensors` (single file, as PhysioMAE saves)."""
-    from safetensors.torch import load_file
-    from transformers.utils import cached_file
-
-    path = cached_file(pretrained_model_name_or_path, "model.safetensors", **hub_kwargs)
-    return load_file(path)
-
-
-# ----------------------------------------------------------------------------------------------
 # Pretrained base
 # ----------------------------------------------------------------------------------------------
 class PhysioMAEPreTrainedModel(PreTrainedModel):
@@ -1320,30 +1201,6 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
     # PhysioMAEAttention always runs torch's scaled_dot_product_attention (explicit weights only with
     # output_attentions=True), so `attn_implementation="sdpa"` is true; the config's choice is not consulted.
     _supports_sdpa = True
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, which also reads folders saved with one module per modality (before
-        the per-modality weights were stacked, see `load_per_modality_state_dict`): their weights are converted
-        on the way in, and a warning says so."""
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
-        legacy = [key for key in loading_info["unexpected_keys"] if PER_MODALITY_KEY.search(key)]
-        if not legacy:
-            return (model, loading_info) if output_loading_info else model
-        hub_kwargs = {name: kwargs[name] for name in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if name in kwargs}
-        state_dict = read_saved_state_dict(pretrained_model_name_or_path, **hub_kwargs)
-        converted = load_per_modality_state_dict(model, state_dict)
-        if converted["loaded"]:
-            loading_info["unexpected_keys"] = [key for key in loading_info["unexpected_keys"] if key not in converted["loaded"]]
-            loading_info["missing_keys"] = [key for key in loading_info["missing_keys"] if key not in converted["filled"]]
-            logger.warning(
-                f"{pretrained_model_name_or_path}: saved with one module per modality (PhysioMAE before the stacked "
-                f"per-modality weights); converted {len(converted['loaded'])} tensors. Save it again to store today's layout."
-            )
-        return (model, loading_info) if output_loading_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As `PreTrainedModel.save_pretrained` (so also `push_to_hub` and Trainer checkpoints), plus what makes the

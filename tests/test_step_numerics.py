@@ -18,7 +18,7 @@ import copy
 import pytest
 import torch
 
-from modeling_physiomae.modeling_physiomae import PER_MODALITY_KEY, load_per_modality_state_dict
+from physiomae.convert_per_modality_checkpoint import PER_MODALITY_KEY, convert_folder, load_per_modality_state_dict
 from tests.step_reference import CASES, MODALITY_MASK, REFERENCE_FILE, case_model, run_case
 
 REFERENCE = torch.load(REFERENCE_FILE, weights_only=True)
@@ -71,31 +71,46 @@ def test_step_equals_per_modality_implementation(name):
 
 
 @pytest.mark.parametrize("name", ["bottleneck_default", "in_place_waveform_lbp_late", "contrastive"])
-def test_folder_saved_with_per_modality_weights_loads_converted(name, tmp_path, caplog):
-    """A folder written before the stacking (per-modality state dict) loads with from_pretrained: converted, with a
-    warning, nothing missing or unexpected, and it computes the reference step."""
+def test_folder_saved_with_per_modality_weights_converts(name, tmp_path):
+    """A folder written in the per-modality layout converts (physiomae.convert_per_modality_checkpoint) into one
+    that loads with from_pretrained, nothing missing or unexpected, and computes the reference step."""
     from safetensors.torch import save_file
 
     reference = REFERENCE["cases"][name]
     model_class = type(case_model(name))
-    case_model(name).config.save_pretrained(tmp_path)
+    old, new = tmp_path / "old", tmp_path / "new"
+    config = case_model(name).config
+    config.architectures = [model_class.__name__]
+    config.save_pretrained(old)
     saved = {key: value.contiguous() for key, value in reference["state_dict"].items()}
     # early versions also saved the (config-derived) band-power matrix, per tokenizer and in the pretraining model
     prefix = "physiomae." if any(key.startswith("physiomae.") for key in saved) else ""
     saved[f"{prefix}embeddings.tokenizers.0.band_matrix"] = torch.rand(51, 6)
     saved["band_matrix"] = torch.rand(51, 6)
-    save_file(saved, tmp_path / "model.safetensors")
-    with caplog.at_level("WARNING"):
-        model, loading_info = model_class.from_pretrained(tmp_path, output_loading_info=True)
-    assert "saved with one module per modality" in caplog.text
+    save_file(saved, old / "model.safetensors")
+    result = convert_folder(old, new)
+    assert result["loaded"]
+    model, loading_info = model_class.from_pretrained(new, output_loading_info=True)
     assert not loading_info["missing_keys"] and not loading_info["unexpected_keys"], loading_info
     torch.set_num_threads(1)
-    result = run_case(model, name)
-    torch.testing.assert_close(result["outputs"]["loss"], reference["outputs"]["loss"], rtol=1e-5, atol=1e-6)
-    # the encoder alone loads from the same folder too (the decoders' weights are not needed)
+    outputs = run_case(model, name)
+    torch.testing.assert_close(outputs["outputs"]["loss"], reference["outputs"]["loss"], rtol=1e-5, atol=1e-6)
+    # the encoder alone loads from the converted folder too
     from modeling_physiomae import PhysioMAEModel
 
-    encoder, encoder_info = PhysioMAEModel.from_pretrained(tmp_path, output_loading_info=True)
+    encoder, encoder_info = PhysioMAEModel.from_pretrained(new, output_loading_info=True)
     assert not encoder_info["missing_keys"], encoder_info
     for key, value in encoder.state_dict().items():
         torch.testing.assert_close(value, model.physiomae.state_dict()[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_folder_the_converter_does_not_know_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    model = case_model("bottleneck_default")
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(tmp_path / "old")
+    save_file({"physiomae.embeddings.tokenizers.0.convolution.weight": torch.zeros(3, 3)}, tmp_path / "old" / "model.safetensors")
+    with pytest.raises((ValueError, KeyError, RuntimeError)):
+        convert_folder(tmp_path / "old", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
