@@ -145,7 +145,11 @@ def convert_folder(old: str | Path, new: str | Path) -> dict[str, list[str]]:
     architecture = (config.architectures or ["PhysioMAEForPreTraining"])[0]
     model = getattr(modeling_physiomae, architecture)(config).eval()
     state_dict = load_file(old / "model.safetensors")
-    result = load_per_modality_state_dict(model, state_dict)
+    try:
+        result = load_per_modality_state_dict(model, state_dict)
+    except (KeyError, RuntimeError, IndexError) as error:  # a module's weights incomplete or of another shape
+        raise ValueError(f"{old}: not a per-modality PhysioMAE folder this converter knows ({type(error).__name__}: "
+                         f"{error})") from error
     remaining = {key: value for key, value in state_dict.items() if not PER_MODALITY_KEY.search(key)}
     missing, unexpected = model.load_state_dict(remaining, strict=False)
     unfilled = sorted(set(missing) - set(result["filled"]) - {name for name, _ in model.named_buffers()})

@@ -268,6 +268,8 @@ def write_release(
              "encoder_parameters": sum(parameter.numel() for parameter in encoder.parameters()),
              "size": f"width {encoder.config.hidden_size}, {encoder.config.num_hidden_layers} layers",
              "pretraining_hours": build["windows_kept"] * encoder.config.window_seconds / 3600,
+             "pretraining_records": build["records_built"], "pretraining_windows_kept": build["windows_kept"],
+             "held_out_fraction": run_args["reconstruction_eval_fraction"],
              "pretraining_steps": run_args["max_steps"], "batch": run_args["per_device_batch_size"],
              "probe_train_windows": data["probe_train_windows"], "probe_train_records": data["probe_train_records"],
              "probe_test_windows": data["probe_test_windows"], "probe_test_records": data["probe_test_records"],
@@ -366,10 +368,11 @@ def release_markdown(sections: dict[str, str], facts: dict) -> str:
 # ----------------------------------------------------------------------------------------------- cards
 TRAINING_DATA = (
     "Pretraining: every real 60-s excerpt of PhysioNet/CinC 2018 recordings available to the project outside its "
-    "test set: 999 unlabelled excerpts and 750 labelled ones (labels unused), 7 channels (O2-M1, E1-M2, Chin1-Chin2, "
-    "ABD, CHEST, AIRFLOW, ECG) at 200 Hz, two 30-s windows each (3,498 windows, 10 % of the excerpts held out to "
-    "measure the reconstruction error). Probe / stager head: the 750 labelled extra excerpts (150 per stage). "
-    "Test: 500 other labelled excerpts (100 per stage) that no model, probe or choice of this release has seen."
+    "test set ({pretraining_records:,} excerpts, labels unused; {pretraining_windows_kept:,} windows of 30 s, "
+    "{held_out_fraction:.0%} of the excerpts held out to measure the reconstruction error), 7 channels (O2-M1, E1-M2, "
+    "Chin1-Chin2, ABD, CHEST, AIRFLOW, ECG) at 200 Hz. Probe / stager head: {probe_train_windows:,} windows of the "
+    "{probe_train_records} labelled training excerpts. Test: {probe_test_windows:,} windows of {probe_test_records} "
+    "other labelled excerpts that no model, probe or choice of this release has seen."
 )
 def limitations(facts: dict) -> str:
     return LIMITATIONS.format(**facts)
@@ -428,7 +431,7 @@ def encoder_card(sections: dict[str, str], facts: dict, probe_result: dict) -> s
                  f"(`AutoModelForPreTraining` continues pretraining); `AutoModel` loads the encoder."),
         intended_use=("Research: embeddings of 30-s polysomnography windows for sleep staging and other probes, and a "
                       "starting point for fine-tuning (`finetune.py --model_name_or_path`)."),
-        training_data=TRAINING_DATA, data_limitations=limitations(facts),
+        training_data=TRAINING_DATA.format(**facts), data_limitations=limitations(facts),
         age_definition="not evaluated (the excerpts carry no age)",
         usage=usage_code("AutoModel", facts["name"], stager=False),
         evaluation=evaluation,
@@ -456,7 +459,7 @@ def stager_card(sections: dict[str, str], facts: dict, stager_score: dict) -> st
                     else "")),
         intended_use=("Research: staging polysomnography recordings (EDF/EDF+/BDF or WFDB) into 30-s epochs, "
                       "as a baseline or a first pass that a sleep expert reviews."),
-        training_data=TRAINING_DATA, data_limitations=limitations(facts),
+        training_data=TRAINING_DATA.format(**facts), data_limitations=limitations(facts),
         age_definition="not evaluated (the excerpts carry no age)",
         auto_class="AutoModelForSequenceClassification", pipeline_tag=None,
         usage=usage_code("AutoModelForSequenceClassification", f"{facts['name']}-sleep-staging", stager=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,17 @@ class FakeHubApi:
         return f"commit to {repo_id}"
 
 
+
+
+def copy_segment(source: Path, folder: Path, name: str) -> Path:
+    """Copy a real excerpt under a new record name (header text renamed, files writable); returns its folder."""
+    target = folder / name
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        destination = target / path.name.replace(source.name, name)
+        if path.suffix == ".hea":
+            destination.write_bytes(path.read_bytes().replace(source.name.encode(), name.encode()))
+        else:
+            shutil.copyfile(path, destination)
+        destination.chmod(0o644)
+    return target

@@ -24,6 +24,7 @@ from dataset_scripts import challenge_io
 from dataset_scripts import labels as label_tools
 from dataset_scripts import physionet2018
 from dataset_scripts.physionet2018 import PhysioNet2018, RecordReadError
+from helpers import copy_segment
 from modeling_physiomae.feature_extraction_physiomae import (
     AGE_RANGE_YEARS,
     HeaderFieldError,
@@ -486,16 +487,7 @@ def test_build_skips_and_counts_every_metadata_problem_by_field(real_segments_di
     source = real_segments_dir / "seg-0009"
 
     def copy(name):
-        target = folder / name
-        target.mkdir(parents=True)
-        for path in source.iterdir():
-            destination = target / path.name.replace(source.name, name)
-            if path.suffix == ".hea":
-                destination.write_bytes(path.read_bytes().replace(source.name.encode(), name.encode()))
-            else:
-                shutil.copyfile(path, destination)
-            destination.chmod(0o644)
-        return target / f"{name}.hea"
+        return copy_segment(source, folder, name) / f"{name}.hea"
 
     copy("ok-0001")
     _set_gain_field(copy("gain-0001"), 1, gain="0")

@@ -14,6 +14,7 @@ from dataset_scripts import challenge_io
 from dataset_scripts import labels as label_tools
 from dataset_scripts import physionet2018
 from dataset_scripts.physionet2018 import PhysioNet2018
+from helpers import copy_segment
 
 
 SEGMENT_CHANNELS = ["O2-M1", "E1-M2", "Chin1-Chin2", "ABD", "CHEST", "AIRFLOW", "ECG"]
@@ -121,7 +122,7 @@ def test_reading_matches_wfdb(real_segments_dir):
 
 
 def test_layouts_record_folders_and_other_wfdb_formats(tmp_path, real_segments_dir):
-    _copy_segment(real_segments_dir / "seg-0009", tmp_path, "folder-0001")  # a record folder, no RECORDS
+    copy_segment(real_segments_dir / "seg-0009", tmp_path, "folder-0001")  # a record folder, no RECORDS
     signals = np.random.default_rng(1).normal(0, 20, (4000, 2))
     wfdb.wrsamp("loose-0001", fs=100, units=["uV", "uV"], sig_name=["C4-A1", "EKG"], p_signal=signals,
                 fmt=["16", "16"], write_dir=str(tmp_path))  # a loose .hea + .dat next to it
@@ -153,19 +154,6 @@ def test_num_proc_two_gives_the_same_rows(segment_build, segment_subset, tmp_pat
 # ------------------------------------------------------------------------------------ bad input
 
 
-def _copy_segment(source: Path, folder: Path, name: str) -> Path:
-    """Copy a real excerpt under a new record name (header text renamed, files writable)."""
-    target = folder / name
-    target.mkdir(parents=True)
-    for path in source.iterdir():
-        destination = target / path.name.replace(source.name, name)
-        if path.suffix == ".hea":
-            destination.write_bytes(path.read_bytes().replace(source.name.encode(), name.encode()))
-        else:
-            shutil.copyfile(path, destination)
-    return target
-
-
 def _write_digital(folder: Path, name: str, digital: np.ndarray, channel_names: list[str]) -> None:
     count = len(channel_names)
     challenge_io.write_record(folder / name, name, digital, channel_names, ["uV"] * count, [1.0] * count, [0] * count, fs=RATE)
@@ -178,13 +166,13 @@ def bad_build(tmp_path_factory, real_segments_dir):
     rng = np.random.default_rng(0)
     all_channels = [channel for channels in challenge_io_default_modalities().values() for channel in channels]
 
-    _copy_segment(source, folder, "ok-0001")
-    (_copy_segment(source, folder, "nomat-0001") / "nomat-0001.mat").unlink()
-    truncated = _copy_segment(source, folder, "trunc-0001") / "trunc-0001.mat"
+    copy_segment(source, folder, "ok-0001")
+    (copy_segment(source, folder, "nomat-0001") / "nomat-0001.mat").unlink()
+    truncated = copy_segment(source, folder, "trunc-0001") / "trunc-0001.mat"
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
-    header = _copy_segment(source, folder, "hdrlen-0001") / "hdrlen-0001.hea"
+    header = copy_segment(source, folder, "hdrlen-0001") / "hdrlen-0001.hea"
     header.write_bytes(header.read_bytes().replace(b" 7 200 12000", b" 7 200 13000"))
-    header = _copy_segment(source, folder, "hdrch-0001") / "hdrch-0001.hea"
+    header = copy_segment(source, folder, "hdrch-0001") / "hdrch-0001.hea"
     lines = header.read_bytes().split(b"\r\n")
     header.write_bytes(b"\r\n".join([lines[0].replace(b" 7 200", b" 6 200")] + lines[1:7] + lines[8:]))
     _write_digital(folder, "short-0001", rng.normal(0, 50, (20 * RATE, 13)).astype(np.int16), all_channels)
@@ -195,11 +183,11 @@ def bad_build(tmp_path_factory, real_segments_dir):
     _write_digital(folder, "nanflat-0001", digital, all_channels)
     _write_digital(folder, "allnan-0001", np.full((60 * RATE, 2), -32768, dtype=np.int16), ["F3-M2", "ECG"])
     _write_digital(folder, "missingch-0001", rng.normal(0, 50, (60 * RATE, 2)).astype(np.int16), ["E1-M2", "ABD"])
-    notes_only = _copy_segment(source, folder, "notes-0001")
+    notes_only = copy_segment(source, folder, "notes-0001")
     (notes_only / "notes-0001-arousal.mat").unlink()
     wfdb.wrann("notes-0001", "arousal", np.array([0, 100, 6000]), symbol=['"'] * 3,
                aux_note=["N3", "bogus note", "N3"], fs=RATE, write_dir=str(notes_only))
-    bad_masks = _copy_segment(source, folder, "badmask-0001") / "badmask-0001-arousal.mat"
+    bad_masks = copy_segment(source, folder, "badmask-0001") / "badmask-0001-arousal.mat"
     bad_masks.write_bytes(bad_masks.read_bytes()[:2000])
     names = sorted(path.name for path in folder.iterdir())
     (folder / "RECORDS").write_text("".join(f"{name}/\n" for name in names + ["ghost-0001"]))

@@ -117,20 +117,20 @@ def prepare_data(settings: ExperimentSettings, output_dir: Path) -> Path:
 
 
 def list_records(folders: list[str], raw_dir: Path) -> Path:
+    """OUTPUT/raw/RECORDS: every record the builder finds in each folder (`find_records`, any accepted layout), by
+    absolute path without extension; what a folder lists but lacks is printed, and the builder reports it again."""
+    from dataset_scripts.physionet2018 import find_records
+
     lines = []
-    for folder in map(Path, folders):
-        listing = folder / "RECORDS"
-        if listing.is_file():
-            names = [line.strip() for line in listing.read_text().splitlines() if line.strip() and not line.startswith("#")]
-        elif folder.is_dir():
-            names = sorted(child.name for child in folder.iterdir() if child.is_dir())
-        else:
-            raise SystemExit(f"data_dir {folder} is not a folder")
-        lines += [f"{(folder / name).resolve()}/" for name in names]
+    for folder in folders:
+        listing = find_records(folder)
+        for problem in listing.problems:
+            print(f"=== data: {problem['where']}: {problem['record']}: {problem['problem']}")
+        lines += [str(Path(record.header).resolve().with_suffix("")) for record in listing.records]
     raw_dir.mkdir(parents=True, exist_ok=True)
     text = "".join(f"{line}\n" for line in lines)
     if not (raw_dir / "RECORDS").is_file() or (raw_dir / "RECORDS").read_text() != text:
-        (raw_dir / "RECORDS").write_text(text)
+        (raw_dir / "RECORDS").write_text(text)  # rewritten only when it changes: the build's fingerprint stays
     print(f"=== data: {len(lines)} records of {len(folders)} folders listed in {raw_dir / 'RECORDS'}")
     return raw_dir
 
