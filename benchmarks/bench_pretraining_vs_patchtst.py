@@ -22,7 +22,9 @@ What it measures (every number is a median over `--steps` timed repeats after `-
    its sampler, collator, batch size and `num_workers` from the size's YAML, `accelerator.prepare`) over a
    dataset written by the builder (`--dataset-dir`, or a small synthetic cohort generated and built in a temporary
    folder), against what training consumes (the PhysioMAE pretraining windows/s of item 1 for that size).
-5. `--profile`: a `torch.profiler` table of the top operators of one PhysioMAE and one PatchTST step.
+5. ATen operators (dispatcher calls, deterministic, unlike the timings) of one step: forward, forward + backward,
+   the whole step, and the forward's by the innermost model module they run in (`--skip-counts` to skip).
+6. `--profile`: a `torch.profiler` table of the top operators of one PhysioMAE and one PatchTST step.
 
 On CUDA the pretraining benchmark runs in fp32 and in bf16 autocast (`--precisions` to choose) and names the
 GPU. Self-contained: needs torch, transformers, PyYAML and this repository (datasets + the builder's
@@ -31,6 +33,8 @@ dependencies only for item 4, which is skipped with a reason when they are missi
 Usage:
     python benchmarks/bench_pretraining_vs_patchtst.py --device cpu --sizes tiny base --out results.json
     python benchmarks/bench_pretraining_vs_patchtst.py --device cuda --out results.json   # fp32 + bf16
+    python benchmarks/bench_pretraining_vs_patchtst.py --device cuda --sizes base --precisions bf16 \
+        --batch-sizes 16 256 1024 --skip-counts --skip-data --skip-embedding --peak-flops 7.9e14   # a batch sweep
 
 On CPU `torch.set_num_threads(--threads, default 2)` and, unless `--batch-size` is given, the batch is the YAML's
 `per_device_batch_size` capped at `--cpu-max-batch` (32) so that `base` finishes in minutes; the JSON records the
@@ -208,8 +212,21 @@ def count_forward_backward_flops(step_forward: Callable[[], torch.Tensor]) -> in
     return int(counter.get_total_flops())
 
 
-def count_aten_operators(run: Callable[[], Any]) -> int:
-    """Number of ATen operator calls (roughly: kernels launched) while `run` executes."""
+def calling_module(prefixes: tuple[str, ...] = ("PhysioMAE", "PatchTST")) -> str:
+    """Class name of the innermost model module (named with one of `prefixes`) whose method is on the Python stack;
+    "other" outside every one (e.g. the loss's backward, the optimizer)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, torch.nn.Module) and type(owner).__name__.startswith(prefixes):
+            return type(owner).__name__
+        frame = frame.f_back
+    return "other"
+
+
+def count_aten_operators(run: Callable[[], Any], by_module: bool = False) -> int | dict[str, int]:
+    """Number of ATen operator calls (roughly: kernels launched) while `run` executes; with `by_module`, per
+    `calling_module` instead (functions count for the module that calls them)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class OperatorCounter(TorchDispatchMode):
@@ -218,15 +235,19 @@ def count_aten_operators(run: Callable[[], Any]) -> int:
         def __init__(self):
             super().__init__()
             self.calls = 0
+            self.by_module: dict[str, int] = {}
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             self.calls += 1
+            if by_module:
+                module = calling_module()
+                self.by_module[module] = self.by_module.get(module, 0) + 1
             return func(*args, **(kwargs or {}))
 
     counter = OperatorCounter()
     with counter:
         run()
-    return counter.calls
+    return dict(sorted(counter.by_module.items(), key=lambda item: -item[1])) if by_module else counter.calls
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -256,8 +277,8 @@ def build_patchtst(config: PhysioMAEConfig):
 
 
 def adamw_like_train_py(model: torch.nn.Module, settings: SizeSettings) -> torch.optim.Optimizer:
-    """train.py's own AdamW (`physiomae.training.pretraining.build_adamw`), for both models."""
-    from physiomae.training.pretraining import build_adamw
+    """train.py's own AdamW (`physiomae.training.run_setup.build_adamw`), for both models."""
+    from physiomae.training.run_setup import build_adamw
 
     return build_adamw(model, settings.learning_rate, settings.weight_decay, settings.adam_betas)
 
@@ -290,9 +311,9 @@ def physiomae_case(settings: SizeSettings, input_values: torch.Tensor, device: t
                            modality_dropout_noise=modality_dropout_noise).loss
 
     def compute_loss() -> torch.Tensor:
-        return loss_with(*model.physiomae.masking.draw_noise(input_values.shape[0], generator, device))
+        return loss_with(*model.draw_masking_noise(input_values.shape[0], generator, device))
 
-    fixed_draws = model.physiomae.masking.draw_noise(input_values.shape[0], torch.Generator(device=device).manual_seed(1), device)
+    fixed_draws = model.draw_masking_noise(input_values.shape[0], torch.Generator(device=device).manual_seed(1), device)
     label = "PhysioMAEForPreTraining" + (" (torch.compile)" if compiled else "")
     return PretrainingCase(label, model, compute_loss, adamw_like_train_py(model, settings),
                            traced_loss=lambda: loss_with(*fixed_draws))
@@ -379,8 +400,11 @@ def reference_matmul_function(tokens: int, hidden_size: int, device: torch.devic
 
 def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings: SizeSettings, batch_size: int,
                                      matmul_tokens: int, device: torch.device, precision: str, warmup: int,
-                                     steps: int) -> dict[str, dict[str, Any]]:
-    """Training steps of every case and the reference matmul, interleaved; FLOPs counted afterwards."""
+                                     steps: int, count_operators: bool = True) -> dict[str, dict[str, Any]]:
+    """
+    Training steps of every case and the reference matmul, interleaved; FLOPs counted afterwards, and (unless
+    `count_operators` is False) the ATen operators and graph breaks of each step.
+    """
     functions = {name: training_step_function(case, settings.max_grad_norm) for name, case in cases.items()}
     matmul, matmul_flops, matmul_repeats = reference_matmul_function(matmul_tokens, settings.config.hidden_size,
                                                                      device, precision)
@@ -397,11 +421,6 @@ def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings
             continue
         flops = count_forward_backward_flops(case.compute_loss)
         case.optimizer.zero_grad(set_to_none=True)
-        operators = count_aten_operators(training_step_function(case, settings.max_grad_norm))
-        forward_operators = count_aten_operators(case.compute_loss)
-        case.optimizer.zero_grad(set_to_none=True)
-        forward_backward_operators = count_aten_operators(lambda: case.compute_loss().backward())
-        case.optimizer.zero_grad(set_to_none=True)
         results[name] = {
             "model": case.label,
             "parameters": sum(parameter.numel() for parameter in case.model.parameters()),
@@ -410,12 +429,23 @@ def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings
             "windows_per_cpu_s": batch_size / timing["median_cpu_s"] if timing["median_cpu_s"] > 0 else None,
             "forward_backward_flops": flops,
             "achieved_flops_per_s": flops / timing["median_s"],
-            "aten_operators_per_step": operators,
-            "aten_operators_forward": forward_operators,
-            "aten_operators_forward_backward": forward_backward_operators,
-            "graph_breaks": count_graph_breaks(case),
             "parameter_tensors": sum(1 for _ in case.model.parameters()),
         }
+        if not count_operators:
+            continue
+        operators = count_aten_operators(training_step_function(case, settings.max_grad_norm))
+        forward_operators = count_aten_operators(case.compute_loss)
+        forward_by_module = count_aten_operators(case.compute_loss, by_module=True)
+        case.optimizer.zero_grad(set_to_none=True)
+        forward_backward_operators = count_aten_operators(lambda: case.compute_loss().backward())
+        case.optimizer.zero_grad(set_to_none=True)
+        results[name].update({
+            "aten_operators_per_step": operators,
+            "aten_operators_forward": forward_operators,
+            "aten_operators_forward_by_module": forward_by_module,
+            "aten_operators_forward_backward": forward_backward_operators,
+            "graph_breaks": count_graph_breaks(case),
+        })
     if device.type == "cuda":
         results["peak_memory_mib_both_models"] = torch.cuda.max_memory_allocated(device) / 2**20
     results["reference_matmul"] = {
@@ -564,6 +594,17 @@ def markdown_summary(report: dict[str, Any]) -> str:
             f"{row['patchtst_flops_fraction_of_matmul']:.0%} | {best_fraction:.0%} | {operators} | "
             f"{load_before}-{load_after} |"
         )
+    peak = report["environment"].get("peak_flops_per_s")
+    if peak:
+        lines += ["", f"Share of the device's measured dense matmul rate ({peak / 1e12:.0f} TFLOP/s, "
+                  "`benchmarks/gpu_matmul_peak.py`, in the precision of the peak's measurement):", "",
+                  "| size | precision | batch | PhysioMAE TFLOP/s | PatchTST TFLOP/s | PhysioMAE / peak | PatchTST / peak |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for row in report["pretraining"]:
+            physiomae, patchtst = row["physiomae"], row["patchtst"]
+            lines.append(f"| {row['size']} | {row['precision']} | {row['batch_size']} | "
+                         f"{physiomae['achieved_flops_per_s'] / 1e12:.2f} | {patchtst['achieved_flops_per_s'] / 1e12:.2f} | "
+                         f"{physiomae['achieved_flops_per_s'] / peak:.1%} | {patchtst['achieved_flops_per_s'] / peak:.1%} |")
     lines += ["", "ATen operators (dispatcher calls) of one step: forward only / forward + backward / the whole training "
               "step (forward, backward, clipping, AdamW); graph breaks of the training forward (`torch._dynamo.explain`).",
               "", "| size | precision | PhysioMAE fwd / fwd+bwd / step | PatchTST fwd / fwd+bwd / step | fwd+bwd ratio | "
@@ -586,6 +627,14 @@ def markdown_summary(report: dict[str, Any]) -> str:
             f"{physiomae.get('parameter_tensors', '?')} / {patchtst.get('parameter_tensors', '?')} | "
             f"{physiomae.get('graph_breaks', '?')} / {patchtst.get('graph_breaks', '?')} | {compiled_cells} |"
         )
+    for row in report["pretraining"]:
+        for name in ("physiomae", "patchtst"):
+            by_module = row[name].get("aten_operators_forward_by_module")
+            if by_module:
+                lines += ["", f"Forward ATen operators of {row[name]['model']} ({row['size']}, {row['precision']}) by the "
+                          "innermost module they run in (functions count for the module that calls them):", "",
+                          "| module | operators |", "| --- | ---: |",
+                          *[f"| {module} | {count} |" for module, count in by_module.items()]]
     if report.get("embedding"):
         lines += ["", "| size | precision | embedding windows/s (PhysioMAEModel, no_grad, batch 64) | best step |",
                   "| --- | --- | ---: | ---: |"]
@@ -617,6 +666,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 on CPU, 5 on CUDA)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="override the YAML's per_device_batch_size for every size (both models)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                        help="measure every size at each of these batch sizes (a sweep; overrides --batch-size)")
+    parser.add_argument("--skip-counts", action="store_true",
+                        help="skip the ATen operator counts and the graph-break search (FLOPs are still counted)")
+    parser.add_argument("--peak-flops", type=float, default=None,
+                        help="the device's measured dense matmul FLOP/s in the measured precision (e.g. from "
+                             "benchmarks/gpu_matmul_peak.py): adds each model's share of it")
     parser.add_argument("--cpu-max-batch", type=int, default=32, help="cap of the YAML batch size on CPU")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU")
     parser.add_argument("--dataset-dir", type=Path, default=None,
@@ -660,6 +716,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "transformers": transformers.__version__,
             "python": platform.python_version(),
             "load_average_start": load_average(),
+            "peak_flops_per_s": arguments.peak_flops,
         },
         "pretraining": [],
         "embedding": [],
@@ -667,9 +724,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "profiles": {},
     }
     all_settings = {name: load_size_settings(name) for name in arguments.sizes}
+    runs = []
     for name, settings in all_settings.items():
+        default_batch = arguments.batch_size or (
+            settings.batch_size if on_gpu else min(settings.batch_size, arguments.cpu_max_batch))
+        runs += [(name, settings, batch_size) for batch_size in (arguments.batch_sizes or [default_batch])]
+    for name, settings, batch_size in runs:
         config = settings.config
-        batch_size = arguments.batch_size or (settings.batch_size if on_gpu else min(settings.batch_size, arguments.cpu_max_batch))
         input_values = torch.randn(batch_size, config.num_channels, config.window_length,
                                    generator=torch.Generator().manual_seed(0)).to(device)
         for precision in precisions:
@@ -688,7 +749,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cases["physiomae_compiled"] = compiled
             tokens = batch_size * encoder_tokens_per_window(config)
             measured = measure_pretraining_side_by_side(cases, settings, batch_size, tokens, device, precision,
-                                                        warmup, steps)
+                                                        warmup, steps, count_operators=not arguments.skip_counts)
             physiomae, patchtst, matmul = measured["physiomae"], measured["patchtst"], measured["reference_matmul"]
             if arguments.profile:
                 for label, case in cases.items():
@@ -721,6 +782,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "physiomae_compiled": measured.get("physiomae_compiled"),
                 "physiomae_flops_fraction_of_matmul": physiomae["achieved_flops_per_s"] / matmul["flops_per_s"],
                 "patchtst_flops_fraction_of_matmul": patchtst["achieved_flops_per_s"] / matmul["flops_per_s"],
+                "physiomae_flops_fraction_of_peak": (physiomae["achieved_flops_per_s"] / arguments.peak_flops
+                                                     if arguments.peak_flops else None),
             }
             report["pretraining"].append(row)
             print(f"[{name} {precision}] PatchTST {patchtst['windows_per_s']:.1f} windows/s, ratio "
@@ -745,6 +808,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if settings.training_args is None:
                     raise RuntimeError("train.py could not be imported, so its DataLoader cannot be rebuilt")
                 training = [row for row in report["pretraining"] if row["size"] == name]
+                training = [row for row in training if row["batch_size"] == settings.batch_size] or training
                 # what training consumes: the precision train.py uses for this size when measured, else the fastest
                 wanted = "bf16" if settings.mixed_precision == "bf16" else "fp32"
                 consuming = next((row for row in training if row["precision"] == wanted), None) or max(

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         output.sum().backward()
 
     def whole_step():
-        noise, modality_dropout_noise = model.physiomae.masking.draw_noise(batch, generator)
+        noise, modality_dropout_noise = model.draw_masking_noise(batch, generator)
         model(windows, noise=noise, modality_dropout_noise=modality_dropout_noise).loss.backward()
 
     parts = {

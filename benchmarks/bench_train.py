@@ -6,18 +6,22 @@ Two measurements per model size (`configs/tiny.yaml`, `configs/base.yaml` model 
 - `step`: the model alone on in-memory random windows (batch on the device, no data loading), timed over
   `--steps` optimizer steps after warm-up; on CUDA also the peak memory.
 - `pipeline` (optional, `--pipeline`): `train.py` end to end on a synthetic Arrow dataset (data loading,
-  collation, logging included), read from the windows/s it logs.
+  collation, logging included), read from the windows/s it logs between its first logged step (warm-up,
+  compilation) and its last (the final held-out evaluation); `--pipeline_modes eager compiled` adds the same
+  run with `--torch_compile`.
 
 Results go to `benchmarks/results_train_<tag>.json`; `benchmarks/results_train.md` is regenerated from every
 such JSON file next to it (so CPU and GPU runs from different machines end up in one table).
 
     python benchmarks/bench_train.py --tag cpu
     python benchmarks/bench_train.py --tag gpu --device cuda --precisions no bf16 --pipeline
+    python benchmarks/bench_train.py --render_only      # results_train.md from the results_train_*.json files
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -101,34 +105,42 @@ def write_random_dataset(path: Path, num_windows: int, seed: int = 0) -> None:
     import datasets
     import numpy as np
 
-    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
+    from dataset_scripts.physionet2018 import default_feature_extractor, make_info
 
     extractor = default_feature_extractor()
-    layout = extractor_layout(extractor)
+    layout = extractor.channel_layout
     channels, modalities = len(layout.channel_names), len(layout.modalities)
-    windows = np.random.default_rng(seed).standard_normal((num_windows, channels, layout.window_length))
+    windows = np.random.default_rng(seed).standard_normal((num_windows, channels, layout.window_length),
+                                                          dtype=np.float32).astype(np.float16)
     rows = {
-        "input_values": windows.astype(np.float16),
+        "input_values": windows,
         "channel_mask": np.ones((num_windows, channels), dtype=bool),
         "modality_mask": np.ones((num_windows, modalities), dtype=bool),
         "sleep_stage": [-1] * num_windows, "arousal": [-1] * num_windows, "age": [-1.0] * num_windows,
         "sex": [-1] * num_windows, "record": [f"te{index // 64:05d}" for index in range(num_windows)],
         "window": [index % 64 for index in range(num_windows)],
     }
-    datasets.DatasetDict({"pretrain": datasets.Dataset.from_dict(rows, info=make_info(layout, extractor))}).save_to_disk(str(path))
+    info = make_info(layout, extractor)  # features given: inferring them from the arrays is 100x slower
+    datasets.DatasetDict({"pretrain": datasets.Dataset.from_dict(rows, features=info.features, info=info)}).save_to_disk(str(path))
 
 
 def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps: int, num_workers: int,
-                  workdir: Path) -> dict:
-    """train.py end to end on a synthetic Arrow dataset; windows/s as logged (first logged interval excluded)."""
+                  workdir: Path, torch_compile: bool = False, dataset_windows: int | None = None) -> dict:
+    """
+    train.py end to end on a synthetic Arrow dataset (`dataset_windows`, default 1.2 batches per step: the ~10 %
+    of records held out for the reconstruction error leave one epoch longer than the run, so that no epoch boundary,
+    rare on a real build, drains the DataLoader's workers); windows/s as logged, the first logged
+    interval (warm-up, compilation) and the last (the final held-out evaluation) excluded.
+    """
     from accelerate.state import AcceleratorState, GradientState
 
     import train
 
-    dataset = workdir / "dataset"
+    dataset_windows = dataset_windows or max(int(1.2 * steps * batch_size), 256)
+    dataset = workdir / f"dataset-{dataset_windows}"
     if not dataset.exists():
-        write_random_dataset(dataset, num_windows=max(4 * batch_size, 256))
-    output_dir = workdir / f"pipeline-{size}-{precision}"
+        write_random_dataset(dataset, num_windows=dataset_windows)
+    output_dir = workdir / f"pipeline-{size}-{precision}{'-compiled' if torch_compile else ''}"
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     interval = max(1, steps // 4)
@@ -136,13 +148,17 @@ def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps
     train.main([str(SIZES[size]), "--dataset_dir", str(dataset), "--output_dir", str(output_dir),
                 "--overwrite_output_dir", "--max_steps", str(steps), "--per_device_batch_size", str(batch_size),
                 "--mixed_precision", precision, "--num_workers", str(num_workers), "--logging_steps", str(interval),
-                "--save_steps", "0", "--report_to", "none", "--disable_tqdm"])
+                "--reconstruction_eval_steps", "0", "--save_steps", "0", "--report_to", "none", "--disable_tqdm",
+                *(["--torch_compile"] if torch_compile else [])])
     wall = time.perf_counter() - start
     log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
-    steady = [entry["windows_per_s"] for entry in log[1:] if entry.get("windows_per_s")]
+    middle = log[1:-1] if len(log) > 2 else log[1:]
+    steady = [entry["windows_per_s"] for entry in middle if entry.get("windows_per_s")]
     return {
         "kind": "pipeline", "size": size, "device": device, "precision": precision, "batch_size": batch_size,
-        "steps": steps, "num_workers": num_workers, "windows_per_s": sum(steady) / len(steady) if steady else None,
+        "steps": steps, "num_workers": num_workers, "torch_compile": torch_compile, "dataset_windows": dataset_windows,
+        "windows_per_s": sum(steady) / len(steady) if steady else None,
+        "first_interval_s": batch_size / log[0]["windows_per_s"] if log[0].get("windows_per_s") else None,
         "wall_s_including_startup_and_export": wall, "final_loss": log[-1]["loss"],
     }
 
@@ -177,8 +193,9 @@ def render_markdown(folder: Path) -> str:
             def number(value, digits):
                 return "–" if value is None else f"{value:.{digits}f}"
 
+            kind = row["kind"] + (" (torch.compile)" if row.get("torch_compile") else "")
             lines.append(
-                f"| {row['kind']} | {row['size']} | {row['device']} | {row['precision']} | {row['batch_size']} | "
+                f"| {kind} | {row['size']} | {row['device']} | {row['precision']} | {row['batch_size']} | "
                 f"{row.get('threads', row.get('num_workers', ''))} | {number(row['windows_per_s'], 1)} | "
                 f"{number(seconds, 3)} | {number(row.get('parameters_m'), 2)} | {number(row.get('peak_memory_gib'), 2)} |"
             )
@@ -205,15 +222,29 @@ def main() -> None:
     parser.add_argument("--tag", default="cpu", help="name of this machine's results file")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precisions", nargs="+", default=None, help="default: no on CPU, no + bf16 on CUDA")
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--sizes", nargs="*", default=["tiny", "base"], help="sizes of the step runs (none: no step runs)")
     parser.add_argument("--batch_sizes", default=None, help="size=batch,... (default CPU tiny=16,base=16; CUDA 256)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU")
     parser.add_argument("--pipeline", action="store_true", help="also time train.py end to end")
     parser.add_argument("--pipeline_workers", type=int, default=0)
+    parser.add_argument("--pipeline_steps", type=int, default=None, help="train.py steps (default max(steps, 8))")
+    parser.add_argument("--pipeline_modes", nargs="+", default=["eager"], choices=["eager", "compiled"],
+                        help="train.py as it is and/or with --torch_compile (every eager run first)")
+    parser.add_argument("--pipeline_workdir", default=None,
+                        help="folder for the synthetic datasets and run folders (kept; default: a temporary one)")
+    parser.add_argument("--pipeline_sizes", nargs="+", default=None, help="sizes of the pipeline runs (default --sizes)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 on CUDA, 2 on CPU)")
+    parser.add_argument("--render_only", action="store_true",
+                        help="only rewrite results_train.md from the results_train_*.json files in --results_dir")
     parser.add_argument("--results_dir", default=str(REPO_ROOT / "benchmarks"))
     parser.add_argument("--note", default="")
     args = parser.parse_args()
+    if args.render_only:
+        markdown = Path(args.results_dir) / "results_train.md"
+        markdown.write_text(render_markdown(Path(args.results_dir)))
+        print(f"wrote {markdown}")
+        return
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.threads:
@@ -223,24 +254,6 @@ def main() -> None:
     if args.batch_sizes:
         default_batch.update({key: int(value) for key, value in (item.split("=") for item in args.batch_sizes.split(","))})
     steps = args.steps or (30 if device == "cuda" else 8)
-    results = []
-    for size in args.sizes:
-        for precision in precisions:
-            try:
-                row = time_steps(size, device, precision, default_batch[size], steps, warmup=3 if device == "cuda" else 2)
-            except Exception as error:  # record, keep going (e.g. out of memory)
-                row = {"kind": "step", "size": size, "device": device, "precision": precision,
-                       "batch_size": default_batch[size], "error": f"{type(error).__name__}: {error}"[:200]}
-            print(json.dumps(row), flush=True)
-            results.append(row)
-    if args.pipeline:
-        with tempfile.TemporaryDirectory(prefix="bench-train-") as workdir:
-            for size in args.sizes:
-                precision = precisions[-1]
-                row = time_pipeline(size, device, precision, default_batch[size], max(steps, 8),
-                                    args.pipeline_workers, Path(workdir))
-                print(json.dumps(row), flush=True)
-                results.append(row)
     device_name = torch.cuda.get_device_name(0) if device == "cuda" else (platform.processor() or platform.machine())
     payload = {
         "tag": args.tag,
@@ -248,14 +261,46 @@ def main() -> None:
         "machine": {"device_name": f"{device} ({device_name})", "torch": torch.__version__,
                     "cpu_count": os.cpu_count(), "load_average": [round(load, 2) for load in os.getloadavg()],
                     "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-        "results": results,
+        "results": [],
     }
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / f"results_train_{args.tag}.json"
-    temporary = target.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temporary, target)
+
+    def record(row: dict) -> None:
+        """Print the row and rewrite the results file with it: a run stopped from outside keeps what it measured."""
+        print(json.dumps(row), flush=True)
+        payload["results"].append(row)
+        temporary = target.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(temporary, target)
+
+    for size in args.sizes:
+        for precision in precisions:
+            try:
+                warmup = args.warmup if args.warmup is not None else (3 if device == "cuda" else 2)
+                row = time_steps(size, device, precision, default_batch[size], steps, warmup=warmup)
+            except Exception as error:  # record, keep going (e.g. out of memory)
+                row = {"kind": "step", "size": size, "device": device, "precision": precision,
+                       "batch_size": default_batch[size], "error": f"{type(error).__name__}: {error}"[:200]}
+            record(row)
+    if args.pipeline:
+        with contextlib.ExitStack() as stack:
+            workdir = args.pipeline_workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-train-"))
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+            modes = [mode == "compiled" for mode in ("eager", "compiled") if mode in args.pipeline_modes]
+            for torch_compile in modes:  # every eager run first
+                for size in args.pipeline_sizes or args.sizes:
+                    precision = precisions[-1]
+                    try:
+                        row = time_pipeline(size, device, precision, default_batch[size],
+                                            args.pipeline_steps or max(steps, 8), args.pipeline_workers, Path(workdir),
+                                            torch_compile=torch_compile)
+                    except Exception as error:  # record, keep going
+                        row = {"kind": "pipeline", "size": size, "device": device, "precision": precision,
+                               "batch_size": default_batch[size], "torch_compile": torch_compile,
+                               "error": f"{type(error).__name__}: {error}"[:300]}
+                    record(row)
     markdown = results_dir / "results_train.md"
     temporary = markdown.with_suffix(".md.tmp")
     temporary.write_text(render_markdown(results_dir))

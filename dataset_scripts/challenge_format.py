@@ -45,7 +45,11 @@ STAGE_NOTES: tuple[str, ...] = ("W", "N1", "N2", "N3", "R")
 """Aux text of the stage notes as the files spell them, in class order (index = class index)."""
 
 STAGE_CLASS_NAMES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
-"""Class names of the stage classes 0..4 (note ``R`` is class ``REM``)."""
+"""Class names of the stage classes 0..4 (note ``R`` is class ``REM``): the builders' ``sleep_stage`` ClassLabel,
+which the library (probes, fine-tuning) reads as ``dataset_scripts.labels.STAGE_NAMES``. Two other copies exist only
+where code travels alone, and tests check they equal this one: the Hub copy's
+``pipeline_physiomae.SLEEP_STAGE_LABELS`` (the Hub copy imports nothing of ours) and the ``evaluate`` metric's
+``staging_scores.DEFAULT_STAGE_NAMES`` (loaded by ``evaluate`` on its own)."""
 
 UNDEFINED_STAGE = -1
 """Class index of samples/windows without a stage."""

@@ -428,11 +428,11 @@ def check_header_fields(
     fs: float,
 ) -> None:
     """Refuse, before anything is written, a header the reader would refuse (the reader's own checks,
-    ``feature_extraction_physiomae.check_number_range`` / ``SAMPLING_RATE_RANGE_HZ``): a sampling frequency outside
+    ``recording_physiomae.check_number_range`` / ``SAMPLING_RATE_RANGE_HZ``): a sampling frequency outside
     that range, a gain that is not a finite number > 0, a baseline that is not an integer, units that are empty or
     hold spaces, a channel name that is empty. Raises ``HeaderFieldError`` (a ``ValueError``) naming the record,
     the channel, the field and the value."""
-    from modeling_physiomae.feature_extraction_physiomae import (
+    from modeling_physiomae.recording_physiomae import (
         SAMPLING_RATE_RANGE_HZ,
         HeaderFieldError,
         check_number_range,

@@ -1,9 +1,10 @@
 """A folder of EDF/EDF+/BDF sleep recordings with hypnograms as a `datasets` builder, in the challenge's row schema.
 
 Own recordings go through the same feature extractor (`PhysioMAEFeatureExtractor.preprocess_recording`: each
-channel resampled from its own rate, converted from its file unit) into the same rows as
-`dataset_scripts.physionet2018` (`make_info`, `make_features`), so that train.py, eval.py and the probes read them
-unchanged:
+channel resampled from its own rate, converted from its file unit) into the same rows as the challenge builder
+(`windowed_rows`: `make_info`, `make_features`, `windowed_record`), so that train.py, eval.py and the probes read
+them unchanged. Which files are records and how hypnograms pair with them: `edf_records`; stage texts, stage CSVs
+and the stage of each window: `hypnograms`.
 
     from dataset_scripts.edf_sleep import EdfSleep
     builder = EdfSleep(data_dir="sleep-edf", cache_dir="/tmp/cache", channel_map={"EEG Fpz-Cz": "C4-M1"})
@@ -15,52 +16,6 @@ Command line (writes `O/dataset` with `save_to_disk` and `O/build_report.json`, 
 
     python -m dataset_scripts.edf_sleep build --data_dir D --output_dir O [--channel_map JSON_OR_FILE] [--num_proc N]
         [--feature_extractor FOLDER_OR_JSON] [--max_hypnogram_mismatch_epochs N]
-
-Files. Every `.edf`, `.rec` (EDF/EDF+) and `.bdf` (BDF/BDF+) file under `data_dir` (any depth, any case of the
-suffix) is a recording (a PSG), except files whose name contains `hypnogram` (any case), which are hypnograms.
-The record name is the PSG file's stem without a trailing `-PSG` / `_PSG` (`SC4001E0-PSG.edf` -> `SC4001E0`);
-names must be unique. Stages come from the first of these that exists:
-
-(a) an EDF+ hypnogram file in the same folder (annotations only, Sleep-EDF style), paired with its PSG by
-    1. the PSG name with `PSG` replaced by `Hypnogram` (`night1-PSG.edf` + `night1-Hypnogram.edf`), or
-       `STEM-Hypnogram.edf` / `STEM_Hypnogram.edf`;
-    2. else the first `hypnogram_prefix_length` (6) characters of the names, when exactly one PSG and one
-       hypnogram of the folder share them (Sleep-EDF: `SC4001E0-PSG.edf` + `SC4001EC-Hypnogram.edf`).
-    Annotation onsets are moved by the difference of the two files' start times when both are known.
-(b) a CSV of stages next to the recording, `STEM.csv` or `NAME.csv` (`night1.edf` + `night1.csv`), UTF-8, one
-    of two forms (lines starting with `#` are comments):
-    - with a header row naming an `onset` and a `stage` column (and optionally `duration`), onsets in seconds
-      from the start of the recording: each row's stage holds for `duration` seconds, or, without one, until the
-      next row's onset (the last row: one 30-s epoch). A row whose onset is not a plain number >= 0 is skipped, a
-      duration that is not a number > 0 is read as absent; both are listed in the record's `labels.problems`;
-          onset,stage
-          0,W
-          30,N1
-    - without a header: one stage per line, line k (from 0) is the 30-s epoch [30 k, 30 k + 30) s.
-(c) stage annotations inside the PSG file itself (EDF+/BDF+), e.g. `Sleep stage 2`; other annotations (events,
-    lights off, ...) are counted as `other_annotations` and ignored. An EDF+ annotation without a duration holds
-    until the next stage annotation (the last one: one 30-s epoch).
-A recording with none of these is unlabelled.
-
-Stage texts (case-insensitive, after an optional `Sleep stage` / `Stage` prefix): `W`, `Wake`, `0` -> W;
-`1`, `N1`, `S1` -> N1; `2`, `N2`, `S2` -> N2; `3`, `4`, `N3`, `N4`, `S3`, `S4` -> N3 (R&K stages 3 and 4 are AASM
-N3); `R`, `REM` -> REM. Numbers are R&K stage numbers, not this project's class codes (so `4` is N3, not REM).
-`?`, `Movement time`, `MT`, `Unscored`, `-1` are undefined (-1, counted in `undefined_labels`); any other text
-in a hypnogram or CSV (or `Sleep stage <other>` in a PSG) is -1 too and counted in `unknown_labels` (also in the
-report's `totals.unknown_annotation_notes`).
-
-Window stage: windows are the extractor's 30-s windows from the start of the recording. The stages are laid on
-the target-rate sample grid (100 Hz), and a window takes the stage that covers most of its samples (the challenge
-builder's rule, `labels.window_labels`): a window spanning two stages gets the one covering more of it; -1 when
-undefined or unscored time is the largest share or two stages tie. Overlapping stage annotations: the later one
-wins, the overlap is counted (`overlapping_seconds`). `arousal` is -1 (EDF hypnograms have no arousal scoring).
-
-Hypnogram length (`labels.hypnogram_seconds` = end of the last stage annotation/row, vs. the recording's duration):
-shorter -> the windows after its end (their middle past it) are -1 and counted (`windows_after_hypnogram_end`);
-longer -> the stages past the end of the signal are dropped and counted (`hypnogram_seconds_beyond_signal`,
-`totals.records_truncated_hypnogram`); more than `max_hypnogram_mismatch_epochs` (default 60, i.e. 30 min; None:
-no limit) epochs shorter or longer -> the record is skipped with reason `hypnogram length mismatch` (probably the
-wrong hypnogram).
 
 Channel map: `channel_map` (builder config / `--channel_map`) is `{file channel label: canonical name}`, applied
 before the extractor's aliases (`DEFAULT_CHANNEL_ALIASES`; `EEG C4-A1`, `EOG Left`, `Chin EMG`, `SpO2`, `EKG` ...
@@ -76,14 +31,14 @@ Age and sex: from `age-sex.csv` at the root of `data_dir` (`Record,Sex,Age`, as 
 the record, else from the EDF+ patient field (sex; age from birthdate and start date), else -1.
 
 Splits, as the challenge builder: records without stages -> `pretrain`; labelled records -> `probe_test` when
-`physionet2018.record_split_position(name)` < `probe_test_fraction` (0.22), else `probe_train`.
+`record_split.record_split_position(name)` < `probe_test_fraction` (0.22), else `probe_train`.
 
 Bad input never stops a build: a recording that is missing, not an EDF/BDF (bad header), truncated (incomplete
 data record), whose header's data record count disagrees with the file, discontinuous (EDF+D), shorter than one
 window, or whose hypnogram is unreadable or of the wrong length, is skipped with its reason; windows without any
 usable channel are skipped and counted.
 
-`build_report.json`: the challenge builder's report (`physionet2018.merge_report`: `totals` with
+`build_report.json`: the challenge builder's report (`recording_builder.merge_report`: `totals` with
 `records_found/built/skipped`, `records_skipped_by_reason`, `windows_kept/skipped(_by_reason)`,
 `unknown_annotation_notes`; `splits`; `listing_problems`; `age_sex`; `records`) plus
 `totals.unknown_labels` / `undefined_labels` ({text: count}), `windows_unlabelled`, `windows_after_hypnogram_end`,
@@ -94,16 +49,14 @@ left unknown ...) and the extractor's `preprocessing` report. The EDF header its
 `read_recording` (a malformed or impossible field skips the record with `reason_kind` `bad header field`).
 """
 
+
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import os
-import re
 import sys
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,338 +66,28 @@ import datasets
 import numpy as np
 
 from dataset_scripts import labels as label_tools
-from dataset_scripts.physionet2018 import (
-    PROBE_TEST_FRACTION,
-    RecordWindows,
+from dataset_scripts.edf_records import HYPNOGRAM_PREFIX_LENGTH, EdfRecordFiles, find_edf_records, listing_fingerprint
+from dataset_scripts.hypnograms import (
+    EPOCH_SECONDS,
+    EdfRecordError,
+    StageInterval,
+    intervals_from_annotations,
+    is_stage_annotation,
+    read_stage_csv,
+    window_stages,
+)
+from dataset_scripts.record_split import PROBE_TEST_FRACTION
+from dataset_scripts.recording_builder import (
     WindowedRecordingsBuilder,
-    default_feature_extractor,
-    extractor_layout,
-    files_fingerprint,
-    make_info,
     print_build_summary,
     read_extractor_settings,
     save_build,
-    windowed_record,
 )
+from dataset_scripts.windowed_rows import RecordWindows, default_feature_extractor, make_info, windowed_record
 
 
 BUILDER_VERSION = "1.0.0"
-EPOCH_SECONDS = 30.0
 DEFAULT_MAX_HYPNOGRAM_MISMATCH_EPOCHS = 60
-HYPNOGRAM_PREFIX_LENGTH = 6
-RECORDING_SUFFIXES = (".edf", ".bdf", ".rec")
-
-_W, _N1, _N2, _N3, _REM = range(5)
-_STAGE_TEXT_TO_CODE: dict[str, int] = {
-    "w": _W, "wake": _W, "0": _W,
-    "1": _N1, "n1": _N1, "s1": _N1,
-    "2": _N2, "n2": _N2, "s2": _N2,
-    "3": _N3, "4": _N3, "n3": _N3, "n4": _N3, "s3": _N3, "s4": _N3,
-    "r": _REM, "rem": _REM,
-}
-_UNDEFINED_STAGE_TEXTS = frozenset({"?", "movementtime", "movement", "mt", "unscored", "unknown", "-1"})
-_STAGE_PREFIX = re.compile(r"^(sleep[\s_-]*stage|stage)[\s_:-]*", re.IGNORECASE)
-
-
-class EdfRecordError(ValueError):
-    """A record that cannot be built (its hypnogram unreadable, of the wrong length, ...); `kind` is the report's
-    short category."""
-
-    def __init__(self, message: str, kind: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-# ----------------------------------------------------------------------------------------------
-# Stage texts and hypnograms
-# ----------------------------------------------------------------------------------------------
-
-
-def parse_stage_text(text: str) -> tuple[int, str]:
-    """(stage code 0..4 or -1, "stage" | "undefined" | "unknown") of a hypnogram text (rules: module docstring)."""
-    raw = str(text).strip()
-    key = re.sub(r"\s+", "", _STAGE_PREFIX.sub("", raw)).lower()
-    if key in _STAGE_TEXT_TO_CODE:
-        return _STAGE_TEXT_TO_CODE[key], "stage"
-    if key in _UNDEFINED_STAGE_TEXTS or re.sub(r"\s+", "", raw).lower() in _UNDEFINED_STAGE_TEXTS:
-        return label_tools.UNDEFINED_STAGE, "undefined"
-    return label_tools.UNDEFINED_STAGE, "unknown"
-
-
-def _is_stage_annotation(text: str) -> bool:
-    """Inside a PSG file: is this annotation meant as a stage (a stage text, an undefined stage, `Sleep stage ...`)?"""
-    status = parse_stage_text(text)[1]
-    return status != "unknown" or bool(_STAGE_PREFIX.match(str(text).strip()))
-
-
-@dataclass
-class StageInterval:
-    """One scored stretch: `onset` and `duration` in seconds from the recording start, `text` as written."""
-
-    onset: float
-    duration: float
-    text: str
-
-
-def intervals_from_annotations(annotations: list[tuple[float, float | None, str]], epoch_seconds: float = EPOCH_SECONDS) -> list[StageInterval]:
-    """EDF+ annotations (onset, duration or None, text) -> intervals; a missing duration holds until the next
-    annotation's onset (the last one: one epoch)."""
-    ordered = sorted(annotations, key=lambda item: item[0])
-    intervals = []
-    for index, (onset, duration, text) in enumerate(ordered):
-        if duration is None or not duration > 0:
-            following = ordered[index + 1][0] if index + 1 < len(ordered) else onset + epoch_seconds
-            duration = max(following - onset, 0.0) or epoch_seconds
-        intervals.append(StageInterval(float(onset), float(duration), str(text)))
-    return intervals
-
-
-def read_stage_csv(path: str | os.PathLike, epoch_seconds: float = EPOCH_SECONDS) -> tuple[list[StageInterval], list[dict]]:
-    """Parse a stage CSV (both forms of the module docstring). Returns the intervals and the problems found
-    (`{"line", "problem", "text"}`): a row whose onset is not a plain number (`parse_number`: no `nan`, `inf`) of
-    seconds >= 0 is skipped and listed there; a duration that is not a number > 0 is listed there and read as absent
-    (the stage holds until the next onset)."""
-    from modeling_physiomae.feature_extraction_physiomae import HeaderFieldError, parse_number
-
-    path = Path(path)
-    problems: list[dict] = []
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise EdfRecordError(f"{path}: unreadable stage CSV ({error})", kind="hypnogram unreadable") from error
-    rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines()), start=1)
-            if row and any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#")]
-    if not rows:
-        raise EdfRecordError(f"{path}: empty stage CSV", kind="hypnogram unreadable")
-    header = [cell.strip().lower() for cell in rows[0][1]]
-    if "stage" not in header:  # one stage per line
-        return [StageInterval(index * epoch_seconds, epoch_seconds, row[-1].strip()) for index, (_, row) in enumerate(rows)], problems
-    stage_at = header.index("stage")
-    onset_at = header.index("onset") if "onset" in header else None
-    duration_at = header.index("duration") if "duration" in header else None
-    entries: list[tuple[float, float | None, str]] = []
-    for position, (line, row) in enumerate(rows[1:]):
-        cells = [cell.strip() for cell in row] + [""] * len(header)
-        if onset_at is None:
-            onset = position * epoch_seconds
-        else:
-            try:
-                onset = float(parse_number(cells[onset_at], "onset", f"{path}, line {line}", low=0))
-            except HeaderFieldError as error:
-                kind = "impossible" if error.problem.startswith("is impossible") else "unreadable"
-                problems.append({"line": line, "problem": f"{kind} onset {cells[onset_at]!r}", "text": ",".join(row)})
-                continue
-        duration = None
-        if duration_at is not None and cells[duration_at]:
-            try:
-                duration = float(parse_number(cells[duration_at], "duration", f"{path}, line {line}", low=0, low_open=True))
-            except HeaderFieldError as error:
-                kind = "impossible" if error.problem.startswith("is impossible") else "unreadable"
-                problems.append({"line": line, "problem": f"{kind} duration {cells[duration_at]!r} (read as absent)",
-                                 "text": ",".join(row)})
-        entries.append((onset, duration if onset_at is not None else (duration or epoch_seconds), cells[stage_at]))
-    return intervals_from_annotations(entries, epoch_seconds), problems
-
-
-@dataclass
-class StageLabels:
-    """Window stages of one record and what the labelling found (`report`)."""
-
-    sleep_stage: np.ndarray
-    report: dict
-
-
-def window_stages(
-    intervals: list[StageInterval], num_windows: int, window_seconds: float, sampling_rate: int, signal_seconds: float
-) -> StageLabels:
-    """Stage per window by the majority rule (module docstring), on the `sampling_rate` sample grid."""
-    samples_per_window = int(round(window_seconds * sampling_rate))
-    total = num_windows * samples_per_window
-    stage = np.full(total, label_tools.UNDEFINED_STAGE, dtype=np.int8)
-    assigned = np.zeros(total, dtype=bool)
-    counts: dict[str, Counter] = {"stage": Counter(), "undefined": Counter(), "unknown": Counter()}
-    overlapping_samples = 0
-    hypnogram_end = 0.0
-    for interval in sorted(intervals, key=lambda item: item.onset):
-        code, status = parse_stage_text(interval.text)
-        counts[status][interval.text] += 1
-        hypnogram_end = max(hypnogram_end, interval.onset + interval.duration)
-        first = min(max(int(round(interval.onset * sampling_rate)), 0), total)
-        last = min(max(int(round((interval.onset + interval.duration) * sampling_rate)), 0), total)
-        if last <= first:
-            continue
-        overlapping_samples += int(assigned[first:last].sum())
-        assigned[first:last] = True
-        stage[first:last] = code
-    arousal = np.full(total, label_tools.NOT_SCORED, dtype=np.int8)
-    labels = label_tools.window_labels((stage, arousal), samples_per_window, num_windows=num_windows)
-    window_middles = (np.arange(num_windows) + 0.5) * window_seconds
-    after_end = int((window_middles >= hypnogram_end).sum()) if intervals else 0
-    report = {
-        "stage_annotations": int(sum(counts["stage"].values())),
-        "undefined_labels": dict(sorted(counts["undefined"].items())),
-        "unknown_labels": dict(sorted(counts["unknown"].items())),
-        "unknown_note_count": int(sum(counts["unknown"].values())),  # physionet2018.merge_report totals
-        "hypnogram_seconds": round(hypnogram_end, 3),
-        "signal_seconds": round(signal_seconds, 3),
-        "hypnogram_seconds_beyond_signal": round(max(hypnogram_end - signal_seconds, 0.0), 3),
-        "windows_after_hypnogram_end": after_end,
-        "overlapping_seconds": overlapping_samples / sampling_rate,
-    }
-    return StageLabels(sleep_stage=labels.sleep_stage, report=report)
-
-
-# ----------------------------------------------------------------------------------------------
-# Record discovery
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EdfRecordFiles:
-    """Files of one record: the PSG, and its hypnogram (EDF+) or stage CSV, or stages inside the PSG."""
-
-    name: str
-    psg: str
-    hypnogram: str | None = None
-    stages_csv: str | None = None
-    psg_annotations: bool = False  # stage annotations found inside the PSG (source c)
-    folder: str = ""
-
-    @property
-    def labelled(self) -> bool:
-        return self.hypnogram is not None or self.stages_csv is not None or self.psg_annotations
-
-    @property
-    def label_source(self) -> str | None:
-        if self.hypnogram is not None:
-            return "hypnogram"
-        if self.stages_csv is not None:
-            return "csv"
-        return "annotations" if self.psg_annotations else None
-
-
-@dataclass
-class EdfListing:
-    """Records found under a data folder (duck-types `physionet2018.RecordListing` for `merge_report`)."""
-
-    records: list[EdfRecordFiles]
-    problems: list[dict]
-    age_sex_path: str | None
-
-
-def record_name_of(psg: Path) -> str:
-    """`SC4001E0-PSG.edf` -> `SC4001E0`; `night1.edf` -> `night1`."""
-    return re.sub(r"[-_ ]?psg$", "", psg.stem, flags=re.IGNORECASE) or psg.stem
-
-
-def _is_recording_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in RECORDING_SUFFIXES and not path.name.startswith(".")
-
-
-def _psg_has_stage_annotations(path: Path) -> bool:
-    """Whether an EDF+/BDF+ file holds stage annotations (only the annotation channel is read, and only when the
-    header declares EDF+/BDF+)."""
-    import edfio
-
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(236)
-        reserved = head[192:236].decode("ascii", "replace").strip().upper()
-        if not reserved.startswith(("EDF+", "BDF+")):
-            return False
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # truncation etc. is reported when the record is built
-            edf = edfio.read_bdf(path) if head[:1] == b"\xff" else edfio.read_edf(path, lazy_load_data=True)
-            return any(_is_stage_annotation(annotation.text) for annotation in edf.annotations)
-    except Exception:  # broken files are reported when the record is built
-        return False
-
-
-def _pair_hypnograms(psgs: list[Path], hypnograms: list[Path], prefix_length: int, problems: list[dict]) -> dict[Path, Path]:
-    """PSG -> hypnogram of one folder (rules in the module docstring); unpaired hypnograms go to `problems`."""
-    by_lower = {hypnogram.name.lower(): hypnogram for hypnogram in hypnograms}
-    pairs: dict[Path, Path] = {}
-    for psg in psgs:
-        stem, suffix = psg.stem, psg.suffix.lower()
-        candidates = []
-        if "psg" in stem.lower():
-            candidates.append(re.sub("psg", "Hypnogram", stem, flags=re.IGNORECASE))
-        candidates += [f"{stem}-Hypnogram", f"{stem}_Hypnogram", f"{record_name_of(psg)}-Hypnogram"]
-        for candidate in candidates:
-            for candidate_suffix in dict.fromkeys([suffix, *RECORDING_SUFFIXES]):
-                match = by_lower.get(f"{candidate}{candidate_suffix}".lower())
-                if match is not None and match not in pairs.values():
-                    pairs[psg] = match
-                    break
-            if psg in pairs:
-                break
-    if prefix_length:
-        for psg in psgs:
-            if psg in pairs:
-                continue
-            prefix = psg.name[:prefix_length].lower()
-            same_psgs = [other for other in psgs if other.name[:prefix_length].lower() == prefix]
-            same_hypnograms = [hypnogram for hypnogram in hypnograms
-                               if hypnogram.name[:prefix_length].lower() == prefix and hypnogram not in pairs.values()]
-            if len(same_psgs) == 1 and len(same_hypnograms) == 1:
-                pairs[psg] = same_hypnograms[0]
-            elif same_hypnograms:
-                problems.append({"record": record_name_of(psg), "where": str(psg),
-                                 "problem": f"ambiguous hypnogram: {len(same_psgs)} recordings and {len(same_hypnograms)} "
-                                            f"hypnograms share the prefix {psg.name[:prefix_length]!r}; none paired"})
-    for hypnogram in hypnograms:
-        if hypnogram not in pairs.values():
-            problems.append({"record": None, "where": str(hypnogram), "problem": "hypnogram without a recording"})
-    return pairs
-
-
-def find_edf_records(data_dir: str | os.PathLike, hypnogram_prefix_length: int = HYPNOGRAM_PREFIX_LENGTH) -> EdfListing:
-    """Every recording under `data_dir` with its stage source (rules in the module docstring)."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data_dir {root} is not a folder")
-    problems: list[dict] = []
-    records: dict[str, EdfRecordFiles] = {}
-    folders = [root] + sorted(path for path in root.rglob("*") if path.is_dir() and not any(
-        part.startswith(".") for part in path.relative_to(root).parts))
-    for folder in folders:
-        files = sorted(path for path in folder.iterdir() if _is_recording_file(path))
-        hypnograms = [path for path in files if "hypnogram" in path.name.lower()]
-        psgs = [path for path in files if path not in hypnograms]
-        pairs = _pair_hypnograms(psgs, hypnograms, hypnogram_prefix_length, problems)
-        csv_files = {path.name.lower(): path for path in folder.iterdir() if path.is_file() and path.suffix.lower() == ".csv"}
-        for psg in psgs:
-            name = record_name_of(psg)
-            stages_csv = csv_files.get(f"{psg.stem}.csv".lower()) or csv_files.get(f"{name}.csv".lower())
-            hypnogram = pairs.get(psg)
-            if hypnogram is not None and stages_csv is not None:
-                problems.append({"record": name, "where": str(stages_csv), "problem": f"both a hypnogram ({hypnogram.name}) "
-                                 "and a stage CSV; the hypnogram is used"})
-                stages_csv = None
-            record = EdfRecordFiles(
-                name=name,
-                psg=str(psg),
-                hypnogram=str(hypnogram) if hypnogram else None,
-                stages_csv=str(stages_csv) if stages_csv else None,
-                folder=str(folder.relative_to(root)) if folder != root else "",
-            )
-            if not record.labelled:
-                record.psg_annotations = _psg_has_stage_annotations(psg)
-            if name in records:
-                problems.append({"record": name, "where": str(psg), "problem": f"duplicate record name (kept {records[name].psg})"})
-                continue
-            records[name] = record
-    age_sex = root / "age-sex.csv"
-    return EdfListing(records=sorted(records.values(), key=lambda record: record.name), problems=problems,
-                      age_sex_path=str(age_sex) if age_sex.is_file() else None)
-
-
-def _listing_fingerprint(listing: EdfListing) -> str:
-    """Hash of every input file's path, size and modification time (so that changed data rebuilds)."""
-    paths = [listing.age_sex_path] if listing.age_sex_path else []
-    for record in listing.records:
-        paths += [record.psg, record.hypnogram, record.stages_csv]
-    return files_fingerprint(paths)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -454,7 +97,7 @@ def _listing_fingerprint(listing: EdfListing) -> str:
 
 def _stage_intervals(record: EdfRecordFiles, recording, report: dict) -> list[StageInterval] | None:
     """The record's stage intervals (onsets relative to the PSG start) from its label source, None if unlabelled."""
-    from modeling_physiomae.feature_extraction_physiomae import RecordingReadError, read_recording
+    from modeling_physiomae.recording_physiomae import RecordingReadError, read_recording
 
     labels_report: dict[str, Any] = {"source": record.label_source, "problems": []}
     report["labels"] = labels_report
@@ -476,7 +119,7 @@ def _stage_intervals(record: EdfRecordFiles, recording, report: dict) -> list[St
         labels_report["problems"] += problems
         return intervals
     if record.psg_annotations:
-        stage_annotations = [item for item in recording.annotations if _is_stage_annotation(item[2])]
+        stage_annotations = [item for item in recording.annotations if is_stage_annotation(item[2])]
         labels_report["other_annotations"] = len(recording.annotations) - len(stage_annotations)
         return intervals_from_annotations(stage_annotations)
     return None
@@ -494,7 +137,7 @@ def process_edf_record(
     record: EdfRecordFiles, feature_extractor, layout, config: "EdfSleepConfig", age_sex: label_tools.AgeSexTable | None = None
 ) -> RecordWindows:
     """Read, preprocess, window and label one EDF record. Bad input -> an exception (the builder reports it)."""
-    from modeling_physiomae.feature_extraction_physiomae import read_recording
+    from modeling_physiomae.recording_physiomae import read_recording
 
     report: dict[str, Any] = {"psg": record.psg, "hypnogram": record.hypnogram or record.stages_csv,
                               "label_source": record.label_source, "labelled": record.labelled, "folder": record.folder}
@@ -627,13 +270,15 @@ class EdfSleep(WindowedRecordingsBuilder):
         data_dir = os.path.abspath(os.fspath(data_dir))
         self._listing = find_edf_records(data_dir, kwargs.get("hypnogram_prefix_length", HYPNOGRAM_PREFIX_LENGTH))
         self._feature_extractor = feature_extractor or default_feature_extractor(**(kwargs.get("feature_extractor_kwargs") or {}))
-        self._layout = extractor_layout(self._feature_extractor)
+        from modeling_physiomae.configuration_physiomae import ChannelLayout
+
+        self._layout = ChannelLayout.of(self._feature_extractor)
         settings = json.dumps(
             {"extractor": self._feature_extractor.to_dict(),
              "config": {key: kwargs.get(key) for key in ("channel_map", "max_hypnogram_mismatch_epochs", "hypnogram_prefix_length", "probe_test_fraction")}},
             sort_keys=True, default=str,
         )
-        kwargs.setdefault("hash", hashlib.sha1(f"{BUILDER_VERSION}|{_listing_fingerprint(self._listing)}|{settings}".encode()).hexdigest())
+        kwargs.setdefault("hash", hashlib.sha1(f"{BUILDER_VERSION}|{listing_fingerprint(self._listing)}|{settings}".encode()).hexdigest())
         super().__init__(*args, data_dir=data_dir, **kwargs)
         self._build_report: dict | None = None
         self._fragments_dir: str | None = None
@@ -687,7 +332,7 @@ def build_to_folder(
     keep_cache: bool = False, feature_extractor_kwargs: dict | None = None, parquet: bool = False, **config_kwargs,
 ) -> dict:
     """Build, `save_to_disk` into `output_dir/dataset`, write `output_dir/build_report.json` (+ Parquet shards with
-    `parquet`), as `physionet2018.build_to_folder` (`physionet2018.save_build`). `config_kwargs`: other
+    `parquet`), as `physionet2018.build_to_folder` (`recording_builder.save_build`). `config_kwargs`: other
     `EdfSleepConfig` fields."""
     builder = EdfSleep(data_dir=data_dir, cache_dir=str(Path(output_dir) / "cache"), channel_map=dict(channel_map or {}),
                        feature_extractor_kwargs=dict(feature_extractor_kwargs or {}), **config_kwargs)

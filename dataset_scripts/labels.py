@@ -37,7 +37,7 @@ the writer `dataset_scripts/challenge_io.py`; `STAGE_NAMES`, `STAGE_NOTE_TO_CODE
 and the other names this module always exported are re-exported from there.
 
 `age-sex.csv` (`Record,Sex,Age`): sex is case-insensitive (`m` -> M, `f` -> F, also `male` / `female`); the age
-must be a plain number (no `nan`, `inf`, `1_000`) of years within 0..120 (`feature_extraction_physiomae`'s strict
+must be a plain number (no `nan`, `inf`, `1_000`) of years within 0..120 (`recording_physiomae`'s strict
 `parse_number` / `parse_sex` / `AGE_RANGE_YEARS`, shared with the WFDB/EDF readers). Rows with missing fields, an
 unknown sex, a non-numeric or impossible age are reported with their line number and the field, the usable part is
 kept (such an age becomes -1, such a sex -1).
@@ -324,7 +324,7 @@ def check_time_resolution(annotations: WfdbAnnotations, sampling_rate: float, pa
     none, and the record's sampling frequency applies). It must be a number equal to the record's sampling frequency:
     else the note samples count in another clock and every label would land elsewhere -> `AnnotationFormatError`
     naming the file, the field and both values."""
-    from modeling_physiomae.feature_extraction_physiomae import HeaderFieldError, parse_number
+    from modeling_physiomae.recording_physiomae import HeaderFieldError, parse_number
 
     resolution = None
     for note in annotations.definition_notes:
@@ -505,7 +505,7 @@ _RECORD_COLUMN, _SEX_COLUMN, _AGE_COLUMN = "record", "sex", "age"
 
 def read_age_sex_csv(path: str | os.PathLike) -> AgeSexTable:
     """Parse `age-sex.csv` (`Record,Sex,Age`), reporting malformed rows by line instead of failing (module docstring)."""
-    from modeling_physiomae.feature_extraction_physiomae import (
+    from modeling_physiomae.recording_physiomae import (
         AGE_RANGE_YEARS, HeaderFieldError, check_number_range, parse_number, parse_sex)
 
     path = Path(path)

@@ -12,7 +12,7 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from .configuration_physiomae import DEFAULT_MODALITIES, PhysioMAEConfig
+from .configuration_physiomae import DEFAULT_MODALITIES, ChannelLayout, PhysioMAEConfig
 from .feature_extraction_physiomae import PhysioMAEFeatureExtractor
 from .modeling_physiomae import (
     PhysioMAEForContrastivePreTraining,
@@ -32,6 +32,7 @@ PhysioMAEFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")  # sav
 register_pipeline()
 
 __all__ = [
+    "ChannelLayout",
     "DEFAULT_MODALITIES",
     "PhysioMAEConfig",
     "PhysioMAEFeatureExtractor",

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from physiomae.evaluation import probing
-from physiomae.saved_dataset import ChannelMapping, DatasetLayout
+from physiomae.saved_dataset import ChannelMapping, dataset_layout
 
 logger = logging.getLogger("physiomae.finetune")
 
@@ -36,7 +36,7 @@ class StagingWindows(torch.utils.data.Dataset):
     without a stage or without any of the model's modalities are left out)."""
 
     def __init__(self, split, config):
-        mapping = ChannelMapping.for_config(config, DatasetLayout.of(split))
+        mapping = ChannelMapping.for_config(config, dataset_layout(split))
         values, masks = zip(*probing.iterate_signal_batches(split, 256))
         input_values, modality_mask = mapping.model_inputs(np.concatenate(values), np.concatenate(masks))
         labels = probing.TASKS["sleep_staging"].labels_from_column(np.asarray(split["sleep_stage"]))
@@ -64,7 +64,7 @@ def split_validation(rows: StagingWindows, fraction: float) -> tuple[StagingWind
     """(train, validation): `fraction` of the records go to validation, by the builder's sha1 split of
     "NAME#validation" (a hash independent of the probe-train / probe-test split, which already chose these
     records by the hash of NAME), so no record is in both. ValueError when either side would be empty."""
-    from dataset_scripts.physionet2018 import record_split_position
+    from dataset_scripts.record_split import record_split_position
 
     names = np.unique(rows.records)
     in_validation = {name for name in names if record_split_position(f"{name}#validation") < fraction}

@@ -7,7 +7,8 @@ The folder loads with `trust_remote_code=True` in a process that never imported 
                                classifier also with `custom_pipelines` naming the sleep-staging pipeline)
     model.safetensors         (weights only as safetensors)
     preprocessor_config.json  (the feature extractor's settings, with its own `auto_map`)
-    configuration_physiomae.py, modeling_physiomae.py, feature_extraction_physiomae.py, pipeline_physiomae.py
+    configuration_physiomae.py, modeling_physiomae.py, feature_extraction_physiomae.py, recording_physiomae.py,
+    pipeline_physiomae.py
     README.md                 (optional model card)
 
 Every `save_pretrained` of our classes writes the code files and the auto_map (the Hub copy does it,

@@ -133,20 +133,20 @@ def paired_differences(predictions_dir: Path, variant: str, references: Sequence
         data = np.load(predictions_dir / f"{name}-sleep_staging.npz")
         return data["window_index"], data["record"].astype(str), data["label"], data["probability"]
 
+    def balanced_accuracy(probabilities: np.ndarray) -> tuple[float, np.ndarray]:
+        samples = probing.task_bootstrap_samples(task, labels, probabilities, records, resamples, seed)
+        return probing.task_metrics(task, labels, probabilities)["balanced_accuracy"], samples["balanced_accuracy"]
+
     index, records, labels, probabilities = load(variant)
+    value, samples = balanced_accuracy(probabilities)
     differences = {}
     for reference in references:
         other_index, _, _, other_probabilities = load(reference)
         if not np.array_equal(index, other_index):
             raise ValueError(f"{predictions_dir}: {variant} and {reference} were scored on different windows")
-
-        def difference(rows: np.ndarray) -> dict[str, float]:
-            return {"balanced_accuracy": probing.task_metrics(task, labels[rows], probabilities[rows])["balanced_accuracy"]
-                    - probing.task_metrics(task, labels[rows], other_probabilities[rows])["balanced_accuracy"]}
-
-        value = difference(np.arange(len(labels)))["balanced_accuracy"]
-        interval, _ = probing.bootstrap_intervals(difference, records, resamples, seed)
-        differences[reference] = {"balanced_accuracy": value, "ci95": interval["balanced_accuracy"]}
+        reference_value, reference_samples = balanced_accuracy(other_probabilities)
+        entry = probing.paired_difference(value, reference_value, samples, reference_samples)
+        differences[reference] = {"balanced_accuracy": entry["difference"], "ci95": entry["ci95"]}
     return differences
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from modeling_physiomae.configuration_physiomae import ChannelLayout
 
 logger = logging.getLogger(__name__)
 
@@ -106,65 +108,40 @@ def build_report(dataset_dir: str | Path) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------------------------- layout
-def _default_modalities() -> dict[str, list[str]]:
-    from modeling_physiomae.configuration_physiomae import DEFAULT_MODALITIES
+def _description_metadata(dataset) -> dict[str, Any]:
+    """The builder's JSON in `dataset.info.description`; {} when there is none."""
+    description = getattr(getattr(dataset, "info", None), "description", None) or ""
+    try:
+        return json.loads(description) if description.strip().startswith("{") else {}
+    except json.JSONDecodeError:
+        return {}
 
-    return {name: list(channels) for name, channels in DEFAULT_MODALITIES.items()}
 
+def dataset_layout(dataset) -> ChannelLayout:
+    """The channel layout recorded in `dataset.info.description` (the builder's JSON), the default layout otherwise;
+    `sampling_rate` / `window_seconds` are None where the dataset does not record them.
 
-@dataclass(frozen=True)
-class DatasetLayout:
-    """The axes of a saved dataset's `input_values` (channels), `channel_mask` and `modality_mask` (modalities).
-
-    Attributes:
-        modalities (`dict[str, list[str]]`): modality name -> its channel names, in axis order.
-        sampling_rate (`int | None`), window_seconds (`float | None`): the windows' geometry when recorded.
-        feature_extractor (`dict | None`): the extractor settings the windows were built with (`to_dict()`).
-    """
-
-    modalities: dict[str, list[str]] = field(default_factory=_default_modalities)
-    sampling_rate: int | None = None
-    window_seconds: float | None = None
-    feature_extractor: dict[str, Any] | None = None
-
-    @property
-    def channel_names(self) -> list[str]:
-        return [channel for channels in self.modalities.values() for channel in channels]
-
-    @property
-    def modality_names(self) -> list[str]:
-        return list(self.modalities)
-
-    @classmethod
-    def of(cls, dataset) -> "DatasetLayout":
-        """The layout recorded in `dataset.info.description` (the builder's JSON), the default layout otherwise.
-
-        Older datasets recorded only `channel_names` / `modality_names`: their modalities are then split by the
-        default modalities' channel counts when those add up, else each channel is its own modality."""
-        description = getattr(getattr(dataset, "info", None), "description", None) or ""
-        try:
-            metadata = json.loads(description) if description.strip().startswith("{") else {}
-        except json.JSONDecodeError:
-            metadata = {}
-        modalities = metadata.get("modalities")
-        if not modalities and metadata.get("channel_names"):
-            channel_names = list(metadata["channel_names"])
-            default = _default_modalities()
-            if [c for chs in default.values() for c in chs] == channel_names:
-                modalities = default
-            else:
-                modalities = {name: [name] for name in channel_names}
-        return cls(
-            modalities={name: list(channels) for name, channels in (modalities or _default_modalities()).items()},
-            sampling_rate=metadata.get("sampling_rate"),
-            window_seconds=metadata.get("window_seconds"),
-            feature_extractor=metadata.get("feature_extractor"),
-        )
+    Older datasets recorded only `channel_names` / `modality_names`: their modalities are then split by the
+    default modalities' channel counts when those add up, else each channel is its own modality."""
+    metadata = _description_metadata(dataset)
+    default = ChannelLayout().modalities
+    modalities = metadata.get("modalities")
+    if not modalities and metadata.get("channel_names"):
+        channel_names = list(metadata["channel_names"])
+        if [channel for channels in default.values() for channel in channels] == channel_names:
+            modalities = default
+        else:
+            modalities = {name: [name] for name in channel_names}
+    return ChannelLayout(
+        modalities={name: list(channels) for name, channels in (modalities or default).items()},
+        sampling_rate=metadata.get("sampling_rate"),
+        window_seconds=metadata.get("window_seconds"),
+    )
 
 
 def check_window_geometry(dataset, config) -> None:
     """The dataset's windows must have the model's sampling rate and length (sampling rate x window seconds)."""
-    layout = DatasetLayout.of(dataset)
+    layout = dataset_layout(dataset)
     if layout.sampling_rate is not None and int(layout.sampling_rate) != int(config.sampling_rate):
         raise ValueError(f"the dataset's windows are sampled at {layout.sampling_rate} Hz but the model expects "
                          f"{config.sampling_rate} Hz")
@@ -180,7 +157,7 @@ def check_window_geometry(dataset, config) -> None:
 def feature_extractor_settings(dataset, dataset_dir: str | Path | None = None) -> dict[str, Any] | None:
     """The feature-extractor settings the dataset was built with: its layout metadata, else the build report's
     `feature_extractor` (datasets built before the metadata carried it), else None (unknown)."""
-    settings = DatasetLayout.of(dataset).feature_extractor
+    settings = _description_metadata(dataset).get("feature_extractor")
     if settings is None and dataset_dir is not None:
         settings = (build_report(dataset_dir) or {}).get("feature_extractor")
     return dict(settings) if settings else None
@@ -208,8 +185,8 @@ class ChannelMapping:
     num_dataset_modalities: int
 
     @classmethod
-    def for_config(cls, config, layout: DatasetLayout | None = None) -> "ChannelMapping":
-        layout = layout or DatasetLayout()
+    def for_config(cls, config, layout: ChannelLayout | None = None) -> "ChannelMapping":
+        layout = layout or ChannelLayout()
         lookup = {name.lower(): index for index, name in enumerate(layout.channel_names)}
         missing = [name for name in config.channel_names if name.lower() not in lookup]
         if missing:

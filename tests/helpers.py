@@ -67,10 +67,10 @@ def builder_split(rows: dict, modalities: dict | None = None, **extractor_kwargs
     import datasets
     import numpy as np
 
-    from dataset_scripts.physionet2018 import default_feature_extractor, extractor_layout, make_info
+    from dataset_scripts.physionet2018 import default_feature_extractor, make_info
 
     extractor = default_feature_extractor(**({"modalities": modalities} if modalities else {}), **extractor_kwargs)
-    layout = extractor_layout(extractor)
+    layout = extractor.channel_layout
     values = np.asarray(rows["input_values"], dtype=np.float16)
     count = len(values)
     channel_mask = np.asarray(rows.get("channel_mask", np.ones((count, len(layout.channel_names)))), dtype=bool)

@@ -14,7 +14,7 @@ from modeling_physiomae import PhysioMAEForPreTraining
 from tests.helpers import tiny_config
 
 def masking_inputs(model, batch_size: int, seed: int):
-    noise, modality_dropout_noise = model.physiomae.masking.draw_noise(batch_size, torch.Generator().manual_seed(seed))
+    noise, modality_dropout_noise = model.draw_masking_noise(batch_size, torch.Generator().manual_seed(seed))
     return {"noise": noise, "modality_dropout_noise": modality_dropout_noise}
 
 
@@ -64,5 +64,5 @@ def test_fullgraph_compiled_step_equals_eager_and_a_generator_is_refused():
     for name, gradient in eager_gradients.items():
         torch.testing.assert_close(graph_gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
     # generator draws cannot be traced: a clear error that says what to pass instead
-    with pytest.raises(Exception, match="draw_noise"):
+    with pytest.raises(Exception, match="draw_masking_noise"):
         compiled(input_values, generator=torch.Generator().manual_seed(0))

@@ -19,14 +19,13 @@ import pytest
 import wfdb
 from scipy import signal as scipy_signal
 
-from dataset_scripts import edf_sleep
+from dataset_scripts import edf_records, edf_sleep, hypnograms
 from dataset_scripts import labels as label_tools
 from dataset_scripts import physionet2018
-from modeling_physiomae.feature_extraction_physiomae import (
-    PhysioMAEFeatureExtractor,
-    RecordingReadError,
-    read_recording,
-)
+from dataset_scripts.record_split import assign_split
+from dataset_scripts.windowed_rows import make_features
+from modeling_physiomae.feature_extraction_physiomae import PhysioMAEFeatureExtractor
+from modeling_physiomae.recording_physiomae import RecordingReadError, read_recording
 from helpers import write_edf
 
 EDF_TOLERANCE_STEPS = 8.0
@@ -261,21 +260,21 @@ def test_bad_files_are_clear_errors_naming_the_file(extractor, segments, tmp_pat
      ("Movement time", -1, "undefined"), ("Sleep stage X", -1, "unknown"), ("Lights off", -1, "unknown")],
 )
 def test_stage_texts(text, code, status):
-    assert edf_sleep.parse_stage_text(text) == (code, status)
+    assert hypnograms.parse_stage_text(text) == (code, status)
 
 
 def test_stage_csv_forms_and_window_rule(tmp_path):
     per_line = tmp_path / "a.csv"
     per_line.write_text("# one stage per 30-s epoch\nW\nN1\nSleep stage 4\n")
-    intervals, problems = edf_sleep.read_stage_csv(per_line)
+    intervals, problems = hypnograms.read_stage_csv(per_line)
     assert [(item.onset, item.duration, item.text) for item in intervals] == [(0, 30, "W"), (30, 30, "N1"), (60, 30, "Sleep stage 4")]
     with_header = tmp_path / "b.csv"
     with_header.write_text("onset,stage\n0,W\n45,N2\nbad,N2\n100,R\n")
-    intervals, problems = edf_sleep.read_stage_csv(with_header)
+    intervals, problems = hypnograms.read_stage_csv(with_header)
     assert [(item.onset, item.duration, item.text) for item in intervals] == [(0, 45, "W"), (45, 55, "N2"), (100, 30, "R")]
     assert problems == [{"line": 4, "problem": "unreadable onset 'bad'", "text": "bad,N2"}]
     # window 1 = [30, 60) s: 15 s W, 15 s N2 -> a tie -> -1; window 2 = [60, 90): N2 all through; window 3: 10 s N2, 20 s REM
-    labels = edf_sleep.window_stages(intervals, num_windows=5, window_seconds=30.0, sampling_rate=100, signal_seconds=150.0)
+    labels = hypnograms.window_stages(intervals, num_windows=5, window_seconds=30.0, sampling_rate=100, signal_seconds=150.0)
     assert labels.sleep_stage.tolist() == [0, -1, 2, 4, -1]
     assert labels.report["windows_after_hypnogram_end"] == 1 and labels.report["hypnogram_seconds"] == 130.0
 
@@ -284,7 +283,7 @@ def test_hypnogram_pairing(tmp_path):
     for name in ("SC4001E0-PSG.edf", "SC4001EC-Hypnogram.edf", "SC4002E0-PSG.edf", "SC4002EC-Hypnogram.edf",
                  "night1-PSG.edf", "night1-Hypnogram.edf", "night2.edf", "night2.csv", "lonely-Hypnogram.edf"):
         (tmp_path / name).write_bytes(b"")
-    listing = edf_sleep.find_edf_records(tmp_path)
+    listing = edf_records.find_edf_records(tmp_path)
     records = {record.name: record for record in listing.records}
     assert set(records) == {"SC4001E0", "SC4002E0", "night1", "night2"}
     assert Path(records["SC4001E0"].hypnogram).name == "SC4001EC-Hypnogram.edf"
@@ -313,7 +312,7 @@ def challenge_rows(segment: Path):
     record = physionet2018.RecordFiles(name=segment.name, header=str(segment / f"{segment.name}.hea"),
                                        notes=str(segment / f"{segment.name}.arousal"),
                                        masks=str(segment / f"{segment.name}-arousal.mat"))
-    return list(physionet2018.process_record(record, extractor, physionet2018.extractor_layout(extractor), -1.0, -1).rows)
+    return list(physionet2018.process_record(record, extractor, extractor.channel_layout, -1.0, -1).rows)
 
 
 @pytest.fixture(scope="module")
@@ -385,14 +384,14 @@ def test_builder_stages_match_the_challenge_labels(edf_build, segments):
     assert stages_of(rows, "unknown-label") == [STAGE["N2"], -1]
     assert stages_of(rows, "unl-0001") == [-1, -1]
     for (name, _), (split, row) in rows.items():
-        assert split == physionet2018.assign_split(name, labelled=name != "unl-0001")
+        assert split == assign_split(name, labelled=name != "unl-0001")
         assert int(row["arousal"]) == -1
 
 
 def test_builder_rows_match_the_challenge_rows(edf_build, segments):
     """The EDF of a real excerpt gives the challenge builder's windows (within quantisation and float16)."""
     report, dataset_dict, rows = edf_build
-    channel_names = physionet2018.extractor_layout(physionet2018.default_feature_extractor()).channel_names
+    channel_names = physionet2018.default_feature_extractor().channel_names
     arrays, _ = segment_arrays(segments[STAGE["N2"]])
     steps = {name: quantisation_step(values) for name, values in arrays.items()}
     scales = {name: entry["scale"] for name, entry in report["records"]["n2-short"]["preprocessing"]["scaling"].items()}
@@ -405,8 +404,8 @@ def test_builder_rows_match_the_challenge_rows(edf_build, segments):
         # (channels, samples) -> (samples, channels) for the per-channel check
         assert_close_to_quantisation(edf_values.T, challenge_values.T.astype(np.float32), steps, scales, channel_names,
                                      extra_relative=2 * FLOAT16_RELATIVE)
-    assert dataset_dict["probe_train" if "probe_train" in dataset_dict else "probe_test"].features == physionet2018.make_features(
-        physionet2018.extractor_layout(physionet2018.default_feature_extractor()))
+    assert dataset_dict["probe_train" if "probe_train" in dataset_dict else "probe_test"].features == make_features(
+        physionet2018.default_feature_extractor().channel_layout)
     preprocessing = report["records"]["n2-short"]["preprocessing"]
     assert preprocessing["channel_map"] == CHANNEL_MAP and "O2-M1" not in preprocessing["missing_channels"]
     assert preprocessing["input_sampling_rates"]["SaO2"] == 1.0

@@ -165,6 +165,36 @@ def test_probe_far_above_chance_on_learnable_labels_and_at_chance_when_shuffled(
     assert abs(metrics["cohen_kappa"]) < 0.1
 
 
+def test_paired_difference_resolves_what_the_separate_intervals_cannot():
+    """Two predictions on the same windows, one right on about 8 % more windows of every record: the records differ so
+    much in difficulty that the two separate intervals overlap, but the paired one (same resamples) excludes 0."""
+    task = probing.TASKS["sleep_staging"]
+    generator = np.random.default_rng(0)
+    records = np.repeat([f"r{index}" for index in range(30)], 20)
+    labels = generator.integers(0, task.num_classes, len(records))
+    difficulty = np.repeat(generator.uniform(0.2, 0.9, 30), 20)
+    draw = generator.random(len(records))
+
+    def probabilities(right: np.ndarray) -> np.ndarray:
+        predicted = np.where(right, labels, (labels + 1) % task.num_classes)
+        return np.eye(task.num_classes)[predicted] * 0.8 + 0.04
+
+    better, worse = probabilities(draw < difficulty + 0.08), probabilities(draw < difficulty)
+    scores = {name: (probing.task_metrics(task, labels, values),
+                     probing.task_bootstrap_samples(task, labels, values, records, 200, seed=0))
+              for name, values in (("better", better), ("worse", worse))}
+    separate = {name: probing.percentile_intervals(samples)[0]["balanced_accuracy"] for name, (_, samples) in scores.items()}
+    assert separate["better"][0] < separate["worse"][1], "the separate intervals should overlap in this setup"
+    difference = probing.paired_difference(scores["better"][0]["balanced_accuracy"], scores["worse"][0]["balanced_accuracy"],
+                                           scores["better"][1]["balanced_accuracy"], scores["worse"][1]["balanced_accuracy"])
+    assert difference["difference"] == pytest.approx(scores["better"][0]["balanced_accuracy"] - scores["worse"][0]["balanced_accuracy"])
+    assert 0 < difference["ci95"][0] <= difference["difference"] <= difference["ci95"][1] and difference["resolved"]
+    same = probing.paired_difference(0.5, 0.5, scores["worse"][1]["macro_auroc"], scores["worse"][1]["macro_auroc"])
+    assert same["ci95"] == [0.0, 0.0] and not same["resolved"]
+    with pytest.raises(ValueError, match="do not pair"):
+        probing.paired_difference(0.5, 0.5, np.zeros(200), np.zeros(100))
+
+
 def test_fast_metrics_equal_scikit_learn():
     from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
 
@@ -321,6 +351,25 @@ def test_eval_end_to_end_tables_robustness_analyses(synthetic_run):
     assert "skipped" in results["analyses"]["mae_unimodal-eeg"]
 
 
+def test_comparison_reports_paired_differences_to_the_baseline(synthetic_run):
+    output_dir, results = synthetic_run
+    rows = {row["name"]: row for row in results["ranking"]}
+    assert list(results["paired_differences"]) == ["band_power"], "no random_init run here: the baseline is the only reference"
+    by_variant = results["paired_differences"]["band_power"]
+    assert set(by_variant) == set(rows) - {"band_power"}
+    for name, tasks in by_variant.items():
+        assert set(tasks) == set(results["tasks_scored"])
+        for task, metrics in tasks.items():
+            assert set(metrics) == {"balanced_accuracy", "macro_auroc"}
+            for metric, entry in metrics.items():
+                expected = rows[name]["tasks"][task]["metrics"][metric] - rows["band_power"]["tasks"][task]["metrics"][metric]
+                assert entry["difference"] == pytest.approx(expected)
+                low, high = entry["ci95"]
+                assert low <= high and entry["resolved"] == (low > 0 or high < 0)
+    table = (output_dir / "comparison.md").read_text()
+    assert "## Paired differences: variant − band_power" in table and "sleep_staging: Δ balanced_accuracy" in table
+
+
 def test_comparison_reports_the_held_out_reconstruction_error(synthetic_run):
     output_dir, results = synthetic_run
     rows = {row["name"]: row for row in results["ranking"]}
@@ -462,6 +511,8 @@ def test_label_efficiency_on_real_segments_from_two_folders(real_segments_dir, t
         "--no_export_classifiers", "--no_robustness", "--label_fractions", "0.25", "1", "--label_seeds", "0", "1",
     ])
     assert results["data"]["probe_train_records"] == 40 and results["data"]["probe_test_records"] == len(names) - 40
+    assert results["paired_differences"] == {}, "no bootstrap resamples, no paired intervals"
+    assert "Paired differences" not in (tmp_path / "out" / "comparison.md").read_text()
     efficiency = results["label_efficiency"]["sleep_staging"]
     assert efficiency["records"]["1"] == 40 and efficiency["records"]["0.25"] < 20
     for row in results["ranking"]:

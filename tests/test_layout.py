@@ -157,3 +157,29 @@ def test_every_strategy_record_builds_its_model():
         assert hasattr(model, "set_target_statistics") or not strategy.reconstructs, strategy.name
     with pytest.raises(ValueError, match="at least 2 modalities"):
         get_strategy("contrastive_loo").configure(tiny_config(modalities={"eeg": ["C4-M1"]}))
+
+
+def test_every_module_of_the_hub_copy_travels_with_every_saved_folder():
+    """Each module of modeling_physiomae (but __init__) is one of the code files every save copies (HUB_CODE_FILES),
+    and the feature extractor reads files through the recording module with a relative import (what transformers'
+    remote-code loader copies)."""
+    from modeling_physiomae.configuration_physiomae import HUB_CODE_FILES
+
+    modules = sorted(path.name for path in (ROOT / "modeling_physiomae").glob("*.py") if path.name != "__init__.py")
+    assert modules == sorted(HUB_CODE_FILES)
+    graph = import_graph()
+    assert "modeling_physiomae.recording_physiomae" in graph["modeling_physiomae.feature_extraction_physiomae"]
+    assert graph["modeling_physiomae.recording_physiomae"] == set()  # the lowest module: imports nothing of ours
+    text = (ROOT / "modeling_physiomae" / "feature_extraction_physiomae.py").read_text(encoding="utf-8")
+    assert "from .recording_physiomae import" in text
+
+
+def test_the_record_split_is_one_small_module_that_imports_nothing_of_ours():
+    graph = import_graph()
+    assert graph["dataset_scripts.record_split"] == set()
+    users = {name for name, imports in graph.items() if "dataset_scripts.record_split" in imports}
+    assert {"dataset_scripts.recording_builder", "physiomae.evaluation.probing", "physiomae.training.data",
+            "physiomae.finetuning"} <= users, users
+    hashing = sorted(name for name, path in our_modules().items()
+                     if name != "dataset_scripts.record_split" and "hexdigest()[:8]" in path.read_text(encoding="utf-8"))
+    assert not hashing, f"a second record split in {hashing}"

@@ -25,7 +25,7 @@ from dataset_scripts import labels as label_tools
 from dataset_scripts import physionet2018
 from dataset_scripts.physionet2018 import PhysioNet2018, RecordReadError
 from helpers import copy_segment
-from modeling_physiomae.feature_extraction_physiomae import (
+from modeling_physiomae.recording_physiomae import (
     AGE_RANGE_YEARS,
     HeaderFieldError,
     RecordingReadError,
@@ -135,10 +135,11 @@ MALFORMED = {
                                 | st.integers(-100, 100).filter(lambda value: value != 7).map(str)),
     "record name": _token("record name", 0, st.sampled_from(["seg-9999", "other", "seg-0009x", "x"])),
     # a valid checksum or first sample that is not the file's: header and signal file do not belong together
+    # (both: the builder and the extractor read WFDB records with the one reader, recording_physiomae.read_wfdb_record)
     "checksum of the samples": st.tuples(st.integers(-32768, 32767), SIGNAL_LINE)
-    .map(lambda t: ("checksum", ("mismatch", t[1], 6, t[0]), BUILDER)),
+    .map(lambda t: ("checksum", ("mismatch", t[1], 6, t[0]), BOTH)),
     "first sample": st.tuples(st.integers(-32768, 32767), SIGNAL_LINE)
-    .map(lambda t: ("initial value", ("mismatch", t[1], 5, t[0]), BUILDER)),
+    .map(lambda t: ("initial value", ("mismatch", t[1], 5, t[0]), BOTH)),
 }
 
 
@@ -454,11 +455,11 @@ def test_stage_mask_values_other_than_0_and_1_make_the_masks_unusable(real_segme
 
 
 def test_stage_csv_onsets_and_durations(tmp_path):
-    from dataset_scripts import edf_sleep
+    from dataset_scripts import hypnograms
 
     path = tmp_path / "night.csv"
     path.write_text("onset,duration,stage\n0,30,W\n-30,30,N1\nnan,30,N2\n30,-30,N2\n60,inf,R\n90,0,R\n120,30,N3\n")
-    intervals, problems = edf_sleep.read_stage_csv(path)
+    intervals, problems = hypnograms.read_stage_csv(path)
     assert [(problem["line"], problem["problem"]) for problem in problems] == [
         (3, "impossible onset '-30'"), (4, "unreadable onset 'nan'"), (5, "impossible duration '-30' (read as absent)"),
         (6, "unreadable duration 'inf' (read as absent)"), (7, "impossible duration '0' (read as absent)")]

@@ -171,6 +171,69 @@ def test_encoder_masks_only_when_asked_and_ids_restore_unshuffles():
         )
 
 
+def test_masked_encoder_returns_the_kept_positions_and_the_prepared_inputs():
+    config = tiny_config()
+    model = PhysioMAEModel(config).eval()
+    batch_size, sequence_length = 4, config.num_modalities * config.num_patches
+    modality_mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0], [1, 1, 0]], dtype=torch.bool)
+    given = random_windows(config, batch_size)
+    input_values = replace_absent_data(config, given, modality_mask, float("nan"))
+    noise = torch.rand(batch_size, sequence_length, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        plain = model(input_values, modality_mask=modality_mask.long(), output_hidden_states=True)
+        masked = model(input_values, modality_mask=modality_mask.long(), apply_masking=True, noise=noise,
+                       dropped_modality="eeg", output_hidden_states=True)
+
+    # the prepared inputs: the mask resolved to bool, absent modalities' channels zeroed (their NaNs never read)
+    for outputs in (plain, masked):
+        assert outputs.modality_mask.dtype == torch.bool and torch.equal(outputs.modality_mask, modality_mask)
+    assert plain.input_values is None and plain.ids_keep is None  # without masking: row t is token t
+    assert masked.input_values.dtype == torch.float32
+    torch.testing.assert_close(masked.input_values, replace_absent_data(config, given, modality_mask, 0.0),
+                               rtol=0, atol=0)
+    everything = model(input_values.nan_to_num(), apply_masking=True, noise=noise)
+    assert everything.modality_mask.all() and everything.modality_mask.shape == (batch_size, config.num_modalities)
+
+    # ids_keep: row r of sample b is token ids_keep[b, r], ViT-MAE's argsort(ids_restore)[:, :max_visible]
+    max_visible = masked.token_mask.shape[1]
+    assert masked.ids_keep.shape == (batch_size, max_visible) and masked.ids_keep.dtype == torch.long
+    assert torch.equal(masked.ids_keep, torch.argsort(masked.ids_restore, dim=1)[:, :max_visible])
+    kept = masked.ids_restore < masked.token_mask.sum(dim=1, keepdim=True)
+    for sample in range(batch_size):
+        positions = masked.ids_keep[sample]
+        assert len(set(positions.tolist())) == max_visible  # distinct, padding rows included
+        assert sorted(positions[masked.token_mask[sample]].tolist()) == kept[sample].nonzero().flatten().tolist()
+        assert not kept[sample, positions[~masked.token_mask[sample]]].any()  # padding rows point at hidden tokens
+        rows = masked.token_mask[sample]
+        torch.testing.assert_close(masked.hidden_states[0][sample, rows],
+                                   plain.hidden_states[0][sample, positions[rows]], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_draw_masking_noise_makes_the_draws_the_forward_makes(mode):
+    config = tiny_config(modality_dropout_mode="sample", modality_dropout_prob=0.5, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)
+    model = PhysioMAEForPreTraining(config).train(mode == "train")
+    batch_size, sequence_length = 6, config.num_modalities * config.num_patches
+    input_values = random_windows(config, batch_size)
+    drawing, passing = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    noise, modality_dropout_noise = model.draw_masking_noise(batch_size, passing)
+    assert noise.shape == (batch_size, sequence_length)
+    assert modality_dropout_noise.shape == (batch_size, 1 + config.num_modalities)
+    assert (modality_dropout_noise != 0).any() == (mode == "train")  # drawn only when random dropout is on
+    with torch.no_grad():
+        drawn = model(input_values, generator=drawing)
+        passed = model(input_values, noise=noise, modality_dropout_noise=modality_dropout_noise)
+    for name in ("loss", "mask", "ids_restore", "dropped_modality", "reconstruction"):
+        torch.testing.assert_close(getattr(passed, name), getattr(drawn, name), rtol=0, atol=0, msg=name)
+    if mode == "train":
+        assert (drawn.dropped_modality >= 0).any()  # the dropout draws were used
+    # the same draws from the generator: the next ones agree too; the encoder's method is the head's
+    assert torch.equal(drawing.get_state(), passing.get_state())
+    again = model.physiomae.draw_masking_noise(batch_size, torch.Generator().manual_seed(7), device="cpu")
+    assert torch.equal(again[0], noise) and torch.equal(again[1], modality_dropout_noise)
+
+
 @pytest.mark.parametrize("decoder_type", ["in_place", "cross_attention", "bottleneck"])
 def test_pretraining_runs_the_one_encoder_forward(decoder_type):
     config = tiny_config(decoder_type=decoder_type, modality_dropout_mode="sample", modality_dropout_prob=0.7)
@@ -479,6 +542,49 @@ def test_input_errors_name_the_problem():
     broken[2, 3, 10] = float("nan")
     with pytest.raises(ValueError, match=r"sample 2, channel 'ABD'"):
         model(broken)
+
+
+def test_finite_values_whose_sum_overflows_pass_the_nan_check():
+    config = tiny_config()
+    input_values = random_windows(config, 2)
+    input_values[0, 0, :2] = 3.0e38  # finite; their float32 sum is inf
+    with torch.no_grad():
+        output = PhysioMAEModel(config).eval()(input_values)
+    assert output.last_hidden_state.shape[0] == 2
+
+
+def test_masked_forward_returns_the_band_powers_its_tokens_and_targets_use():
+    from modeling_physiomae.modeling_physiomae import log_band_powers, spectral_band_matrix
+
+    config = tiny_config()
+    model = PhysioMAEForPreTraining(config).train()
+    modality_mask = torch.tensor([[1, 1, 1], [1, 0, 1]], dtype=torch.bool)
+    input_values = random_windows(config, 2)
+    with torch.no_grad():
+        encoded = model.physiomae(input_values, modality_mask=modality_mask, apply_masking=True)
+        patches = encoded.input_values.reshape(2, config.num_channels, config.num_patches, -1)
+        expected = log_band_powers(patches, spectral_band_matrix(config.patch_length, config.sampling_rate))
+        torch.testing.assert_close(encoded.log_band_powers, expected, rtol=0, atol=0)
+        torch.testing.assert_close(model.raw_targets(encoded.input_values, encoded.log_band_powers),
+                                   model.raw_targets(encoded.input_values), rtol=0, atol=0)
+        assert model.physiomae(input_values).log_band_powers is None  # without masking
+        spectral_free = PhysioMAEModel(tiny_config(tokenizer_type="conv"))
+        assert spectral_free(input_values, apply_masking=True).log_band_powers is None
+
+
+def test_training_step_after_a_first_forward_under_inference_mode():
+    """The index and weight tables derived from the config are made once per device and reused; one first made
+    under inference_mode must still serve a training step (an inference tensor cannot be saved for backward)."""
+    from modeling_physiomae import modeling_physiomae
+
+    config = tiny_config()
+    model = PhysioMAEForPreTraining(config)
+    input_values = random_windows(config, 2)
+    modeling_physiomae._CONSTANT_TENSORS.clear()
+    with torch.inference_mode():
+        model.eval()(input_values)
+    model.train()(input_values).loss.backward()
+    assert model.physiomae.embeddings.tokenizer.convolution.weight.grad is not None
 
 
 # ---------------------------------------------------------------------------------------------- attention

@@ -13,7 +13,9 @@ import wfdb
 from dataset_scripts import challenge_io
 from dataset_scripts import labels as label_tools
 from dataset_scripts import physionet2018
+from dataset_scripts.challenge_verify import read_sha1sums, verify_download
 from dataset_scripts.physionet2018 import PhysioNet2018
+from dataset_scripts.record_split import SPLIT_NAMES, assign_split
 from helpers import copy_segment
 
 
@@ -81,7 +83,7 @@ def test_real_excerpts_load_with_their_stage_and_channels(segment_build, segment
     for name in chosen:
         entry = report["records"][name]
         assert entry["status"] == "built" and entry["windows_kept"] == 2, entry
-        assert entry["split"] == physionet2018.assign_split(name, labelled=True)
+        assert entry["split"] == assign_split(name, labelled=True)
         flat = set(entry["preprocessing"]["flat_channels"])
         for window in (0, 1):
             split, row = rows[(name, window)]
@@ -119,6 +121,24 @@ def test_reading_matches_wfdb(real_segments_dir):
     reference = wfdb.rdrecord(str(real_segments_dir / "seg-0009" / "seg-0009"))
     assert ours.channel_names == reference.sig_name == SEGMENT_CHANNELS
     np.testing.assert_allclose(ours.signals, reference.p_signal.T, rtol=1e-6)
+
+
+def test_builder_and_extractor_read_wfdb_with_one_reader_giving_wfdbs_values(tmp_path, real_segments_dir):
+    """The builder and the extractor read a record with the same reader (recording_physiomae.read_wfdb_record), and
+    its values are wfdb.rdrecord's to the last bit (float32 of (digital - baseline) / gain in float64), also for a
+    gain that float32 cannot hold (655.35, the challenge's SaO2 gain)."""
+    from modeling_physiomae.recording_physiomae import read_recording
+
+    folder = copy_segment(real_segments_dir / "seg-0009", tmp_path, "gain-0001")
+    header = folder / "gain-0001.hea"
+    header.write_bytes(header.read_bytes().replace(b" 1/uV 16 0 28 -13004", b" 655.35(-3)/uV 16 0 28 -13004"))
+    reference = wfdb.rdrecord(str(folder / "gain-0001"))
+    assert reference.adc_gain[3] == 655.35 and reference.baseline[3] == -3
+    builder = physionet2018.read_record_signals(header)
+    extractor = read_recording(header)
+    expected = reference.p_signal.T.astype(np.float32)
+    assert np.array_equal(builder.signals, expected) and np.array_equal(np.asarray(extractor.signals), expected)
+    assert builder.channel_names == extractor.channel_names == SEGMENT_CHANNELS
 
 
 def test_layouts_record_folders_and_other_wfdb_formats(tmp_path, real_segments_dir):
@@ -286,10 +306,10 @@ def test_synthetic_cohort_builds_all_splits_with_cli_and_parquet(tmp_path, capsy
     assert physionet2018.main(["build", "--data_dir", str(tmp_path / "cohort"), "--output_dir", str(output), "--parquet"]) == 0
     printed = capsys.readouterr().out
     dataset_dict = load_from_disk(str(output / "dataset"))
-    assert set(dataset_dict) == set(physionet2018.SPLIT_NAMES)
+    assert set(dataset_dict) == set(SPLIT_NAMES)
     report = json.loads((output / "build_report.json").read_text())
     assert report["totals"]["records_built"] == 3 and report["totals"]["windows_kept"] == 90
-    assert {entry["split"] for entry in report["records"].values()} == set(physionet2018.SPLIT_NAMES)
+    assert {entry["split"] for entry in report["records"].values()} == set(SPLIT_NAMES)
     assert not (output / "cache").exists()
     assert json.loads((output / "dataset" / "build_report.json").read_text())["totals"] == report["totals"]
     layout = json.loads(dataset_dict["pretrain"].info.description)
@@ -327,7 +347,7 @@ def _partial_download(tmp_path: Path, real_labels_dir: Path) -> Path:
 
 def test_verify_names_missing_and_corrupted_files(tmp_path, real_labels_dir, capsys):
     download = _partial_download(tmp_path, real_labels_dir)
-    result = physionet2018.verify_download(download, real_labels_dir, present_only=True)
+    result = verify_download(download, real_labels_dir, present_only=True)
     assert result.missing == ["training/tr03-0005/tr03-0005.mat"]  # the 134-MB signal file is not there
     assert result.ok == 3 and not result.corrupted
     assert len(result.absent_records) == 993 + 989
@@ -338,9 +358,9 @@ def test_verify_names_missing_and_corrupted_files(tmp_path, real_labels_dir, cap
     assert code == 1
     assert "MISSING   training/tr03-0005/tr03-0005.mat" in printed
     assert "CORRUPTED training/tr03-0005/tr03-0005.hea" in printed
-    full = physionet2018.verify_download(download, real_labels_dir)
-    assert len(full.missing) == len(physionet2018.read_sha1sums(real_labels_dir / "training_SHA1SUMS")) + len(
-        physionet2018.read_sha1sums(real_labels_dir / "test_SHA1SUMS")
+    full = verify_download(download, real_labels_dir)
+    assert len(full.missing) == len(read_sha1sums(real_labels_dir / "training_SHA1SUMS")) + len(
+        read_sha1sums(real_labels_dir / "test_SHA1SUMS")
     ) - 3
 
 

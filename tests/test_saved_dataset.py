@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from modeling_physiomae import PhysioMAEConfig
+from modeling_physiomae import PhysioMAEConfig, PhysioMAEFeatureExtractor
+from modeling_physiomae.configuration_physiomae import ChannelLayout
 from physiomae.saved_dataset import (
-    ChannelMapping, DatasetLayout, feature_extractor_settings, load_split, load_splits, locate_saved_dataset,
+    ChannelMapping, dataset_layout, feature_extractor_settings, load_split, load_splits, locate_saved_dataset,
 )
 
 
@@ -58,19 +59,40 @@ def test_layout_and_extractor_settings_are_read_from_the_dataset(tmp_path):
 
     write_dataset(tmp_path / "d", modalities=PERMUTED, extractor_kwargs={"clip_value": 7.5})
     split = datasets.load_from_disk(str(tmp_path / "d"))["probe_train"]
-    layout = DatasetLayout.of(split)
+    layout = dataset_layout(split)
     assert layout.modalities == PERMUTED and layout.channel_names[:2] == ["Chest", "ABD"] and layout.sampling_rate == 100
     assert feature_extractor_settings(split)["clip_value"] == 7.5
-    assert DatasetLayout.of(datasets.Dataset.from_dict({"x": [1]})).modalities == PhysioMAEConfig().modalities
+    assert dataset_layout(datasets.Dataset.from_dict({"x": [1]})).modalities == PhysioMAEConfig().modalities
     old_style = datasets.Dataset.from_dict({"x": [1]}, info=datasets.DatasetInfo(description=json.dumps(
         {"channel_names": PhysioMAEConfig().channel_names})))  # datasets saved before `modalities` was recorded
-    assert DatasetLayout.of(old_style).modalities == PhysioMAEConfig().modalities
+    assert dataset_layout(old_style).modalities == PhysioMAEConfig().modalities
+    assert dataset_layout(old_style).sampling_rate is None  # not recorded: unknown, not assumed
+
+
+def test_one_layout_type_for_config_extractor_and_saved_dataset(tmp_path):
+    """The config, the feature extractor and a saved dataset all give a `ChannelLayout`, and they agree: the same
+    channels, modalities, slices and modality mask."""
+    import datasets
+
+    config = PhysioMAEConfig(modalities=PERMUTED)
+    extractor = PhysioMAEFeatureExtractor.from_config(config)
+    write_dataset(tmp_path / "d", modalities=PERMUTED)
+    saved = dataset_layout(datasets.load_from_disk(str(tmp_path / "d"))["probe_train"])
+    assert config.channel_layout == extractor.channel_layout == saved == ChannelLayout(PERMUTED, 100, 30.0)
+    assert (config.channel_names, config.modality_channel_slices, config.window_length) == (
+        saved.channel_names, saved.modality_channel_slices, saved.window_length)
+    channel_mask = np.zeros((2, saved.num_channels), dtype=bool)
+    channel_mask[0, saved.channel_names.index("ECG")] = True
+    expected = np.zeros((2, saved.num_modalities), dtype=bool)
+    expected[0, saved.modality_names.index("ecg")] = True
+    assert np.array_equal(saved.modality_mask(channel_mask), expected)
+    assert np.array_equal(extractor.modality_mask_from_channel_mask(channel_mask), expected)
 
 
 def test_channel_mapping_selects_model_channels_by_name():
     from helpers import tiny_config
 
-    layout = DatasetLayout(modalities=PERMUTED)
+    layout = ChannelLayout(modalities=PERMUTED)
     config = tiny_config()
     mapping = ChannelMapping.for_config(config, layout)
     values = np.arange(13)[None, :, None] * np.ones((2, 13, 4))  # value = dataset channel index
@@ -83,7 +105,7 @@ def test_channel_mapping_selects_model_channels_by_name():
     assert modality_mask[:, ecg].tolist() == [True, False] and not modality_mask[:, eog].any()
     without_c4 = {name: [channel for channel in channels if channel != "C4-M1"] for name, channels in PERMUTED.items()}
     with pytest.raises(ValueError, match=r"model channels \['C4-M1'\] are not in the dataset's channels"):
-        ChannelMapping.for_config(config, DatasetLayout(modalities=without_c4))
+        ChannelMapping.for_config(config, ChannelLayout(modalities=without_c4))
 
 
 def test_train_collator_and_eval_encoder_read_a_permuted_dataset_like_the_builders(tmp_path):
@@ -102,7 +124,7 @@ def test_train_collator_and_eval_encoder_read_a_permuted_dataset_like_the_builde
     write_dataset(tmp_path / "permuted", modalities=PERMUTED)
     config = tiny_config()
     splits = {name: datasets.load_from_disk(str(tmp_path / name))["pretrain"] for name in ("builder_order", "permuted")}
-    batches = {name: ArrowWindowDataset(split, WindowCollator(config, DatasetLayout.of(split))).__getitems__(list(range(12)))
+    batches = {name: ArrowWindowDataset(split, WindowCollator(config, dataset_layout(split))).__getitems__(list(range(12)))
                for name, split in splits.items()}
     assert torch.equal(batches["builder_order"]["input_values"], batches["permuted"]["input_values"])
     assert torch.equal(batches["builder_order"]["modality_mask"], batches["permuted"]["modality_mask"])
@@ -115,3 +137,9 @@ def test_train_collator_and_eval_encoder_read_a_permuted_dataset_like_the_builde
     embeddings = {name: probing.encode_windows(encoder, item.test_split, layout=item.layout).embeddings
                   for name, item in data.items()}
     np.testing.assert_allclose(embeddings["builder_order"], embeddings["permuted"], rtol=0, atol=1e-6)
+
+
+def test_channel_layouts_differ_in_channel_order():
+    """The channel order is the layout: the same modalities in another order are another layout."""
+    assert ChannelLayout(PERMUTED) != ChannelLayout(dict(reversed(list(PERMUTED.items()))))
+    assert ChannelLayout(PERMUTED) == ChannelLayout({name: list(channels) for name, channels in PERMUTED.items()})

@@ -408,7 +408,7 @@ def band_power_staging_balanced_accuracy(cohort_dir, test_records):
     from physiomae.evaluation import probing
 
     extractor = physionet2018.default_feature_extractor()
-    layout = physionet2018.extractor_layout(extractor)
+    layout = extractor.channel_layout
     features, stages, records = [], [], []
     for record in physionet2018.find_records(cohort_dir).records:
         rows = list(physionet2018.process_record(record, extractor, layout, age=-1.0, sex=-1).rows)

@@ -193,13 +193,20 @@ def test_strategy_trains_and_loss_falls(strategy, tiny_dataset, tmp_path):
     assert run_args["arguments"]["strategy"] == strategy
 
 
-def test_torch_compile_trains_the_same_steps_as_eager(tiny_dataset, tmp_path):
+def test_torch_compile_trains_the_same_steps_as_eager(tiny_dataset, tmp_path, monkeypatch):
     """--torch_compile runs the training forward as one compiled graph (backend aot_eager here: traced forward and
     backward, no code generation, so the test takes seconds) and logs the same losses as the eager run."""
     import torch._dynamo
 
+    import train
+
+    compile_calls = []
+    original_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **options: (compile_calls.append(options),
+                                                                     original_compile(model, **options))[1])
     logs, weights = {}, {}
-    for name, extra in (("eager", []), ("compiled", ["--torch_compile", "--torch_compile_backend", "aot_eager"])):
+    compiled_arguments = ["--torch_compile", "--torch_compile_backend", "aot_eager", "--torch_compile_mode", "default"]
+    for name, extra in (("eager", []), ("compiled", compiled_arguments)):
         output_dir = tmp_path / name
         torch._dynamo.reset()
         run_train(base_arguments(tiny_dataset, output_dir, "--max_steps", 4, "--per_device_batch_size", 8,
@@ -207,6 +214,9 @@ def test_torch_compile_trains_the_same_steps_as_eager(tiny_dataset, tmp_path):
         logs[name] = read_log(output_dir / "train_log.jsonl")
         weights[name] = export_weights(output_dir / "export")
     assert json.loads((tmp_path / "compiled" / "run_args.json").read_text())["arguments"]["torch_compile"] is True
+    assert compile_calls == [{"fullgraph": True, "backend": "aot_eager", "mode": "default"}]  # the compiled run only
+    with pytest.raises(SystemExit):  # a mode torch.compile does not have is refused when the arguments are read
+        train.parse_arguments([TINY_YAML, "--output_dir", str(tmp_path), "--torch_compile_mode", "fastest"])
     eager_losses = [entry["loss"] for entry in logs["eager"]]
     compiled_losses = [entry["loss"] for entry in logs["compiled"]]
     assert len(eager_losses) == 4
@@ -667,7 +677,7 @@ def test_held_out_reconstruction_error_falls_below_one(learnable_dataset, tmp_pa
 
 
 def test_intra_op_threads_share_the_cores_among_the_processes_on_the_machine(monkeypatch):
-    from physiomae.training.pretraining import intra_op_threads
+    from physiomae.training.run_setup import intra_op_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
@@ -677,3 +687,48 @@ def test_intra_op_threads_share_the_cores_among_the_processes_on_the_machine(mon
     assert intra_op_threads(None, 1) == 2  # then OMP_NUM_THREADS
     with pytest.raises(ValueError, match="--num_threads must be >= 1"):
         run_train([TINY_YAML, "--strategy", "random_init", "--output_dir", "unused", "--num_threads", "0"])
+
+
+# ----------------------------------------------------------------------------------------- packaged GPU configs
+TRAINING_CONFIGS = ("tiny", "base", "release_train", "release_base_train", "real_segments_train", "full_gpu",
+                    "full_multi_gpu")
+GPU_CONFIG_PROCESSES = {"full_gpu": 1, "full_multi_gpu": 8}  # the launch lines in the configs' headers
+SMALL_MODEL = ("--hidden_size", 32, "--num_hidden_layers", 1, "--num_attention_heads", 2, "--intermediate_size", 64,
+               "--decoder_hidden_size", 16, "--decoder_num_hidden_layers", 1, "--decoder_num_attention_heads", 2)
+
+
+@pytest.mark.parametrize("name", TRAINING_CONFIGS)
+def test_packaged_training_configs_parse(name, tmp_path):
+    import train
+    from physiomae.config_files import resolve_config
+
+    model_args, _, training_args = train.parse_arguments(
+        [resolve_config(name), "--output_dir", str(tmp_path), "--dataset_dir", str(tmp_path)])
+    assert train.build_model_config(model_args, training_args).hidden_size == model_args.hidden_size
+
+
+@pytest.mark.parametrize("name", sorted(GPU_CONFIG_PROCESSES))
+def test_gpu_configs_scale_the_learning_rate_with_the_square_root_of_the_global_batch(name, tmp_path):
+    """The documented rule (docs/training.md#gpu): lr = 5e-4 * sqrt(global batch / 256), from configs/base.yaml."""
+    import train
+
+    reference_args = train.parse_arguments([str(REPO_ROOT / "configs" / "base.yaml"), "--output_dir", str(tmp_path)])[2]
+    _, data_args, training_args = train.parse_arguments([str(REPO_ROOT / "configs" / f"{name}.yaml"), "--output_dir",
+                                                         str(tmp_path)])
+    global_batch = training_args.per_device_batch_size * GPU_CONFIG_PROCESSES[name]
+    expected = reference_args.learning_rate * (global_batch / reference_args.per_device_batch_size) ** 0.5
+    assert training_args.learning_rate == pytest.approx(expected, rel=1e-6)
+    assert training_args.mixed_precision == "bf16" and data_args.num_workers > 0
+    assert not data_args.streaming or training_args.max_steps > 0  # streaming has no epoch length
+
+
+@pytest.mark.parametrize("name", sorted(GPU_CONFIG_PROCESSES))
+def test_gpu_configs_start_on_the_cpu(name, tiny_dataset, tmp_path):
+    """Two steps of each GPU config with a small model, fp32 and no workers: the config's other settings (streaming,
+    drop_last, evaluation steps) run as written."""
+    output_dir = tmp_path / name
+    run_train([str(REPO_ROOT / "configs" / f"{name}.yaml"), "--dataset_dir", tiny_dataset, "--output_dir", output_dir,
+               "--report_to", "none", "--disable_tqdm", *SMALL_MODEL, "--max_steps", 2, "--per_device_batch_size", 4,
+               "--mixed_precision", "no", "--num_workers", 0])
+    assert [entry["step"] for entry in read_log(output_dir / "train_log.jsonl")] == [1, 2]
+    assert (output_dir / "export" / "model.safetensors").is_file()

@@ -34,6 +34,7 @@ from physiomae.config_files import read_yaml_mapping, resolve_config
 from physiomae.strategies import STRATEGY_NAMES
 
 STRATEGIES = list(STRATEGY_NAMES)
+STEP_SECONDS: dict[str, float] = {}  # wall time of every step this run ran, by title (printed at the end)
 
 
 @dataclass
@@ -92,7 +93,8 @@ def run_step(title: str, command: list[str], env: dict[str, str] | None = None) 
     completed = subprocess.run(command, env={**os.environ, **(env or {})})
     if completed.returncode != 0:
         raise SystemExit(f"step '{title}' failed with exit code {completed.returncode}: {shlex.join(command)}")
-    print(f"=== {title}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    STEP_SECONDS[title] = time.perf_counter() - started
+    print(f"=== {title}: done in {STEP_SECONDS[title]:.0f} s", flush=True)
 
 
 def prepare_data(settings: ExperimentSettings, output_dir: Path) -> Path:
@@ -238,7 +240,8 @@ def release(settings: ExperimentSettings, output_dir: Path, eval_dir: Path, fine
                   command=f"python run_experiment.py {config}", strategy=settings.release_strategy,
                   name=settings.release_name, dtype=settings.release_dtype)
     print((report_dir / "release.md").read_text())
-    print(f"=== release: done in {time.perf_counter() - started:.0f} s; shipped folders in {settings.release_dir}, "
+    STEP_SECONDS["release"] = time.perf_counter() - started
+    print(f"=== release: done in {STEP_SECONDS['release']:.0f} s; shipped folders in {settings.release_dir}, "
           f"report in {report_dir}")
 
 
@@ -255,6 +258,14 @@ def print_summary(output_dir: Path, data_dir: Path, run_dirs: list[Path], eval_d
     print(f"  task classifiers           {eval_dir}/*-sleep-staging, *-arousal, *-age")
 
 
+def print_step_times(total_seconds: float) -> None:
+    """Wall time of every step run (reused steps are not listed) and of the whole experiment."""
+    print(f"\nStep times ({os.cpu_count()} CPU(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}):")
+    for title, seconds in STEP_SECONDS.items():
+        print(f"  {title:<36} {seconds:7.0f} s")
+    print(f"Experiment finished in {total_seconds / 60:.1f} min.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="experiment YAML, a path or a packaged config's name (demo, real_segments, ...)")
@@ -268,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.strategies = arguments.strategies
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    STEP_SECONDS.clear()
     started = time.perf_counter()
     raw_dir = prepare_data(settings, output_dir)
     data_dir = build_dataset(settings, raw_dir, output_dir)
@@ -279,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         print((finetune_dir / "finetune.md").read_text())
     if settings.release_dir:
         release(settings, output_dir, eval_dir, finetune_dir, arguments.config)
-    print(f"Experiment finished in {(time.perf_counter() - started) / 60:.1f} min.")
+    print_step_times(time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ Exit codes: 0 done, 1 error (NaN/inf loss, failed push after a complete export, 
 
 Reconstruction quality (MAE strategies): records of the pretraining split are held out by the builder's sha1
 split (`--reconstruction_eval_fraction`); every `--reconstruction_eval_steps` steps the main process scores the
-relative reconstruction error 1 - R^2 per modality on them (details: `physiomae.training.pretraining`).
+relative reconstruction error 1 - R^2 per modality on them (details: `physiomae.training.reconstruction_eval`).
 
 Where things are: arguments `physiomae.training.arguments`, strategies `physiomae.strategies`, data
-`physiomae.training.data` (over `physiomae.saved_dataset`), the run loop and checkpoints
-`physiomae.training.pretraining` / `.checkpoints`, export and plots `physiomae.training.export`.
+`physiomae.training.data` (over `physiomae.saved_dataset`), the run folder `physiomae.training.run_folder`, the
+Accelerator and optimizer `.run_setup`, the run loop `.pretraining`, checkpoints `.checkpoints`, train_log.jsonl
+`.run_log`, the held-out evaluation `.reconstruction_eval`, export and plots `physiomae.training.export`.
 
 Output layout of a run (OUTPUT = --output_dir)::
 
@@ -64,11 +65,10 @@ from physiomae.training.arguments import (
 from physiomae.training.checkpoints import recover_checkpoint_dir, resolve_resume_path
 from physiomae.training.data import build_training_data, resolve_dataset_dir
 from physiomae.training.export import PushToHubError, export_model, plot_loss_curves, push_export
-from physiomae.training.pretraining import (
-    EXPORT_COMPLETE_MARKER, NonFiniteLossError, PretrainingRun, SignalCatcher, TrainingStopped,
-    gather_unimodal_reconstruction_evals, make_accelerator, prepare_output_dir, reconstruction_summary_text, run_paths,
-    write_run_args,
-)
+from physiomae.training.pretraining import NonFiniteLossError, PretrainingRun, SignalCatcher, TrainingStopped
+from physiomae.training.reconstruction_eval import gather_unimodal_reconstruction_evals, reconstruction_summary_text
+from physiomae.training.run_folder import EXPORT_COMPLETE_MARKER, prepare_output_dir, run_paths, write_run_args
+from physiomae.training.run_setup import make_accelerator
 
 logger = logging.getLogger("physiomae.train")
 

@@ -12,7 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..saved_dataset import DatasetLayout, build_report, load_splits, locate_saved_dataset
+from modeling_physiomae.configuration_physiomae import ChannelLayout
+
+from ..saved_dataset import build_report, dataset_layout, load_splits, locate_saved_dataset
 from . import probing
 
 SUBJECT_IDENTITY_NOTE = (
@@ -34,7 +36,7 @@ class ProbeData:
     is_real_segments: bool = False
     notes: list[str] = field(default_factory=list)
     report: dict = field(default_factory=dict)
-    layout: DatasetLayout = field(default_factory=DatasetLayout)  # the splits' channels and modalities
+    layout: ChannelLayout = field(default_factory=ChannelLayout)  # the splits' channels and modalities
 
     @classmethod
     def from_splits(cls, train, test, **fields) -> "ProbeData":
@@ -51,8 +53,8 @@ def load_probe_data(dataset_dir: str | Path) -> ProbeData:
     except KeyError as error:
         raise ValueError(f"dataset {dataset_dir}: {error.args[0]}") from None
     train, test = splits["probe_train"], splits["probe_test"]
-    layout = DatasetLayout.of(train)
-    if DatasetLayout.of(test).modalities != layout.modalities:
+    layout = dataset_layout(train)
+    if dataset_layout(test).modalities != layout.modalities:
         raise ValueError(f"dataset {dataset_dir}: probe_train and probe_test record different channel layouts")
     description = f"dataset {dataset_dir} (probe_train / probe_test)"
     source = (build_report(dataset_dir) or {}).get("data_dir")
@@ -148,7 +150,7 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
         if shared:
             raise ValueError(f"real segments: {len(shared)} excerpt(s) are in both {train_dir} and {segments_dir} "
                              f"(e.g. {shared[:3]}); the probe-test excerpts must be unseen")
-        if DatasetLayout.of(train).modalities != DatasetLayout.of(test).modalities:
+        if dataset_layout(train).modalities != dataset_layout(test).modalities:
             raise ValueError(f"real segments: {train_dir} and {segments_dir} hold different channel layouts")
         description = (f"real PhysioNet/CinC 2018 60-s segments: probe-train the {len(set(train['record']))} of "
                        f"{train_dir.name}, probe-test the {len(set(test['record']))} of {segments_dir.name}")
@@ -159,7 +161,7 @@ def load_real_segments(segments_dir: str | Path, limit: int | None = None, test_
         description=description,
         is_real_segments=True,
         notes=[SUBJECT_IDENTITY_NOTE],
-        layout=DatasetLayout.of(test),
+        layout=dataset_layout(test),
         report=report,
     )
 

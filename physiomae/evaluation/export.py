@@ -11,8 +11,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from modeling_physiomae.configuration_physiomae import ChannelLayout
+
 from ..model_card import ModelCardInputs, TaskCardResult, render_model_card
-from ..saved_dataset import ChannelMapping, DatasetLayout
+from ..saved_dataset import ChannelMapping
 from . import probing
 from .data import ProbeData
 from .variants import EncoderVariant, safe_name
@@ -39,7 +41,7 @@ def build_task_classifier(encoder, probe: probing.FittedProbe, task: probing.Pro
 
 @torch.no_grad()
 def classifier_logits(classifier, input_values: np.ndarray, channel_mask: np.ndarray,
-                      layout: DatasetLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      layout: ChannelLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits of a task classifier on dataset windows and which windows it could see (any modality present)."""
     mapping = ChannelMapping.for_config(classifier.config, layout)
     model_values, modality_mask = mapping.model_inputs(input_values, channel_mask)

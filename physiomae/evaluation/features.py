@@ -1,6 +1,6 @@
 """What each variant is scored on: its features on probe-train and probe-test (with each modality removed at test
-time, for robustness), one linear probe per task fitted and scored on them, and the per-window predictions.
-Not copied to the Hub.
+time, for robustness), one linear probe per task fitted and scored on them, the per-window predictions, and the
+paired bootstrap differences between variants (`paired_differences`). Not copied to the Hub.
 
 A variant's features are an encoder's pooled embedding (`encoder_variant_features`, concatenated over the
 encoders of a `mae_unimodal` run) or the hand-crafted baseline `BASELINE_NAME` (`band_power_variant_features`,
@@ -27,6 +27,7 @@ from .probing import ProbeSettings
 from .variants import safe_name
 
 BASELINE_NAME = "band_power"  # the hand-crafted baseline's variant name (rows, predictions, label efficiency)
+PAIRED_METRICS = ("balanced_accuracy", "macro_auroc")  # the metrics of `paired_differences`
 
 
 # ----------------------------------------------------------------------------------------------- features
@@ -55,15 +56,22 @@ def _fill_empty(features: np.ndarray, empty: np.ndarray, fill_value: np.ndarray)
 
 
 def encoder_variant_features(
-    encoders: Sequence, data: ProbeData, removable: Sequence[str], batch_size: int, robustness: bool
+    encoders: Sequence, data: ProbeData, removable: Sequence[str], batch_size: int, robustness: bool,
+    encodings: dict | None = None,
 ) -> VariantFeatures:
-    """Pooled embeddings (concatenated over `encoders`) with test-time modality removal."""
+    """Pooled embeddings (concatenated over `encoders`) with test-time modality removal.
+
+    `encodings` (encoder -> its probe-train and probe-test `EncodedSplit`s), when given, is read and filled, so
+    that an encoder shared by two variants (a `mae_unimodal` run's encoders, alone and concatenated) is run once."""
     train_blocks, test_blocks, filled = [], [], {}
     encoded_test = []
+    encodings = {} if encodings is None else encodings
     for encoder in encoders:
         label = "+".join(encoder.config.modality_names)
-        train = probing.encode_windows(encoder, data.train_split, batch_size, layout=data.layout)
-        test = probing.encode_windows(encoder, data.test_split, batch_size, layout=data.layout)
+        if encoder not in encodings:
+            encodings[encoder] = (probing.encode_windows(encoder, data.train_split, batch_size, layout=data.layout),
+                                  probing.encode_windows(encoder, data.test_split, batch_size, layout=data.layout))
+        train, test = encodings[encoder]
         if train.empty_windows.all():
             raise ValueError(f"encoder with modalities {encoder.config.modality_names} sees no probe-train window")
         fill_value = train.embeddings[~train.empty_windows].mean(axis=0)
@@ -116,9 +124,12 @@ def band_power_variant_features(data: ProbeData, removable: Sequence[str], robus
 # ----------------------------------------------------------------------------------------------- probes
 def probe_variant(
     features: VariantFeatures, data: ProbeData, tasks: Sequence[probing.ProbeTask], settings: ProbeSettings
-) -> tuple[dict[str, dict], dict[str, probing.FittedProbe]]:
-    """Fit and score one probe per task; robustness scores reuse the probe fitted on full data."""
-    results, probes = {}, {}
+) -> tuple[dict[str, dict], dict[str, probing.FittedProbe], dict[str, dict[str, np.ndarray]]]:
+    """Fit and score one probe per task; robustness scores reuse the probe fitted on full data.
+
+    Returns the results per task, the fitted probes and the bootstrap samples per task and metric
+    (`probing.bootstrap_samples`, empty without resamples), from which `paired_differences` pairs variants."""
+    results, probes, samples = {}, {}, {}
     for task in tasks:
         train_rows = data.train_table.labels[task.name] >= 0
         test_rows = data.test_table.labels[task.name] >= 0
@@ -133,9 +144,12 @@ def probe_variant(
             num_folds=settings.cv_folds,
             max_iter=settings.max_iter,
         )
-        metrics, intervals, undefined = probing.score_probe(
-            task, probe, features.test[test_rows], test_labels, test_records, settings.bootstrap_resamples, settings.seed
-        )
+        probabilities = probing.full_probabilities(probe, features.test[test_rows], task.num_classes)
+        metrics = probing.task_metrics(task, test_labels, probabilities)
+        samples[task.name] = (probing.task_bootstrap_samples(task, test_labels, probabilities, test_records,
+                                                             settings.bootstrap_resamples, settings.seed)
+                              if settings.bootstrap_resamples > 0 else {})
+        intervals, undefined = probing.percentile_intervals(samples[task.name])
         robustness = {
             modality: probing.task_metrics(
                 task, test_labels, probing.full_probabilities(probe, removed[test_rows], task.num_classes)
@@ -160,7 +174,33 @@ def probe_variant(
             "not_removable": dict(features.not_removable),
         }
         probes[task.name] = probe
-    return results, probes
+    return results, probes, samples
+
+
+def paired_differences(
+    rows: list[dict], samples: dict[str, dict[str, dict[str, np.ndarray]]], references: Sequence[str],
+    metrics: Sequence[str] = PAIRED_METRICS,
+) -> dict[str, dict[str, dict[str, dict[str, dict]]]]:
+    """Every variant minus each reference variant on the same probe-test windows, with paired bootstrap intervals
+    (`probing.paired_difference`): `{reference: {variant: {task: {metric: difference}}}}`.
+
+    `rows`: the run's rows (`name`, `tasks`); `samples`: `probe_variant`'s bootstrap samples by variant name (the
+    same resamples for every variant, since all are scored on the same windows with the same seed). A reference
+    that is not among the rows is left out; without bootstrap samples there are no differences.
+    """
+    values = {row["name"]: row["tasks"] for row in rows}
+    differences = {}
+    for reference in (reference for reference in references if reference in values):
+        for name, tasks in values.items():
+            by_task = {
+                task: {metric: probing.paired_difference(result["metrics"][metric], values[reference][task]["metrics"][metric],
+                                                         samples[name][task][metric], samples[reference][task][metric])
+                       for metric in metrics if metric in samples[name][task]}
+                for task, result in tasks.items() if samples[name].get(task) and samples[reference].get(task)
+            }
+            if name != reference and by_task:
+                differences.setdefault(reference, {})[name] = by_task
+    return differences
 
 
 def write_predictions(

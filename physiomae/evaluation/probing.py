@@ -9,7 +9,8 @@ Pipeline, per task:
 2. `fit_probe` fits `StandardScaler` + `LogisticRegression(class_weight="balanced")` on probe-train, with
    the inverse regularisation `C` chosen by cross-validation grouped by record (`GroupKFold`).
 3. `score_probe` scores probe-test (balanced accuracy, macro F1, macro AUROC, Cohen's kappa for stages,
-   the challenge's gross AUPRC for arousal) with 95 % bootstrap intervals that resample test *records*.
+   the challenge's gross AUPRC for arousal) with 95 % bootstrap intervals that resample test *records*
+   (`bootstrap_samples`); `paired_difference` compares two probes on the same resamples.
 4. `fold_probe_into_linear` turns the fitted scaler + logistic regression into one linear layer whose
    outputs equal the probe's decision function, so that a `PhysioMAEForSequenceClassification` carries it.
 """
@@ -33,7 +34,8 @@ from sklearn.preprocessing import StandardScaler
 from dataset_scripts.labels import STAGE_NAMES
 from physiomae.metrics.arousal_auprc.arousal_scores import binary_auroc, challenge_gross_auprc
 from physiomae.metrics.sleep_staging.staging_scores import confusion_counts, confusion_metrics
-from physiomae.saved_dataset import ChannelMapping, DatasetLayout
+from modeling_physiomae.configuration_physiomae import ChannelLayout
+from physiomae.saved_dataset import ChannelMapping, dataset_layout
 
 # Binary age task: "older" means age >= this many years (the cohort's mean age is about 55; 60 is a common
 # clinical cut-off for "older adult" and splits the PhysioNet 2018 cohort into two groups of similar size).
@@ -146,9 +148,9 @@ def iterate_signal_batches(split, batch_size: int) -> Iterator[tuple[np.ndarray,
 
 
 def record_split_is_test(record: str, test_fraction: float = 0.22) -> bool:
-    """Deterministic split by record name, the builder's (`physionet2018.record_split_position`): the record is
+    """Deterministic split by record name, the builder's (`dataset_scripts.record_split`): the record is
     in the test share when the position of sha1(name) in the hash range is below `test_fraction`."""
-    from dataset_scripts.physionet2018 import record_split_position  # here: the builder module loads `datasets`
+    from dataset_scripts.record_split import record_split_position
 
     return record_split_position(record) < test_fraction
 
@@ -175,18 +177,18 @@ def encode_windows(
     split,
     batch_size: int = 64,
     removed_modality: str | None = None,
-    layout: DatasetLayout | None = None,
+    layout: ChannelLayout | None = None,
     device: torch.device | str | None = None,
 ) -> EncodedSplit:
     """Frozen-encoder pooled embeddings (`pooler_output`) of every window of `split`.
 
     The encoder is a `PhysioMAEModel`; it runs in eval mode, without masking, on all present modalities
     (minus `removed_modality`). Dataset channels are mapped to the model's channels by name (`layout`: the
-    split's own, `DatasetLayout.of(split)`, by default).
+    split's own, `dataset_layout(split)`, by default).
     """
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
     encoder.eval()
-    mapping = ChannelMapping.for_config(encoder.config, layout or DatasetLayout.of(split))
+    mapping = ChannelMapping.for_config(encoder.config, layout or dataset_layout(split))
     embedding_chunks, empty_chunks = [], []
     for input_values, channel_mask in iterate_signal_batches(split, batch_size):
         model_values, modality_mask = mapping.model_inputs(input_values, channel_mask, removed_modality)
@@ -224,7 +226,7 @@ def band_power_feature_names(
     dataset_modalities: dict[str, list[str]] | None = None,
 ) -> list[tuple[str, str, str]]:
     """`(modality, channel, band)` of every baseline feature, in feature order (default: the default layout)."""
-    dataset_modalities = dataset_modalities or DatasetLayout().modalities
+    dataset_modalities = dataset_modalities or ChannelLayout().modalities
     names = []
     for modality, channels in dataset_modalities.items():
         bands = dict(EEG_BANDS)
@@ -245,7 +247,7 @@ def band_power_features(
     Welch periodogram with 10-s segments (0.1 Hz resolution, so the low-frequency bands are resolved in a
     30-s window), power summed inside each band, `log(power + 1e-8)`.
     """
-    dataset_modalities = dataset_modalities or DatasetLayout().modalities
+    dataset_modalities = dataset_modalities or ChannelLayout().modalities
     segment_length = min(input_values.shape[-1], 10 * sampling_rate)
     frequencies, power = welch(input_values, fs=sampling_rate, nperseg=segment_length, axis=-1)
     # power: (batch, channels, frequencies)
@@ -265,9 +267,9 @@ def band_power_features(
     return np.stack(features, axis=1).astype(np.float32)  # (batch, num_features)
 
 
-def compute_band_power_split(split, batch_size: int = 256, layout: DatasetLayout | None = None) -> np.ndarray:
+def compute_band_power_split(split, batch_size: int = 256, layout: ChannelLayout | None = None) -> np.ndarray:
     """Baseline features of every window of `split` (its channels and sampling rate: `layout`, default the split's)."""
-    layout = layout or DatasetLayout.of(split)
+    layout = layout or dataset_layout(split)
     sampling_rate = int(layout.sampling_rate or 100)
     chunks = [band_power_features(values, sampling_rate, layout.modalities)
               for values, _ in iterate_signal_batches(split, batch_size)]
@@ -354,9 +356,11 @@ def fit_probe(
 ) -> FittedProbe:
     """Fit the probe; C maximises the mean balanced accuracy of `GroupKFold` CV over records (`groups`).
 
-    With fewer than two records, CV is impossible and C=1 is used (said in `selection_note`).
+    With fewer than two records, CV is impossible and C=1 is used (said in `selection_note`). The probe is fitted in
+    float32, the features' precision (the embeddings and band powers are float32; L-BFGS in float32 takes about half
+    the time of float64 and reaches the same optimum within its tolerance).
     """
-    features = np.asarray(features, dtype=np.float64)
+    features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels)
     if len(features) != len(labels) or len(labels) != len(groups):
         raise ValueError(f"fit_probe: {len(features)} feature rows, {len(labels)} labels, {len(groups)} groups")
@@ -430,19 +434,19 @@ def full_probabilities(probe: FittedProbe, features: np.ndarray, num_classes: in
     return probabilities
 
 
-def bootstrap_intervals(
+def bootstrap_samples(
     metric_function: Callable[[np.ndarray], dict[str, float]],
     records: np.ndarray,
     num_resamples: int = 200,
     seed: int = 0,
-    confidence: float = 0.95,
-) -> tuple[dict[str, list[float]], int]:
-    """Percentile bootstrap over test records.
+) -> dict[str, np.ndarray]:
+    """The record bootstrap's draws: `{metric: (num_resamples,) values}` (NaN where a resample leaves it undefined).
 
     `metric_function(window_indices)` scores the windows at `window_indices`. Each resample draws as many
     records as there are, with replacement, and takes all windows of each drawn record (so within-record
-    correlation is kept). Returns `{metric: [low, high]}` and the number of resamples per metric that were
-    undefined (NaN, e.g. a resample with a single class) and left out.
+    correlation is kept). The draws depend only on the record names, `num_resamples` and `seed`: two sets of
+    predictions on the same windows scored with the same seed see the same resamples, so their samples pair up
+    (`paired_difference`).
     """
     unique_records, record_of_window = np.unique(records, return_inverse=True)
     windows_of_record = [np.flatnonzero(record_of_window == index) for index in range(len(unique_records))]
@@ -453,16 +457,52 @@ def bootstrap_intervals(
         window_indices = np.concatenate([windows_of_record[index] for index in drawn])
         for name, value in metric_function(window_indices).items():
             samples.setdefault(name, []).append(value)
+    return {name: np.asarray(values, dtype=np.float64) for name, values in samples.items()}
+
+
+def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> list[float | None]:
+    """`[low, high]` percentile interval of the finite `values` (`[None, None]` when none is finite)."""
+    finite = values[np.isfinite(values)]
     tail = (1.0 - confidence) / 2.0
-    intervals, undefined = {}, 0
-    for name, values in samples.items():
-        values = np.asarray(values, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        undefined = max(undefined, int((~np.isfinite(values)).sum()))
-        intervals[name] = (
-            [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))] if len(finite) else [None, None]
-        )
+    return [float(np.quantile(finite, tail)), float(np.quantile(finite, 1.0 - tail))] if len(finite) else [None, None]
+
+
+def percentile_intervals(samples: dict[str, np.ndarray], confidence: float = 0.95) -> tuple[dict[str, list[float]], int]:
+    """`{metric: [low, high]}` of `bootstrap_samples` and the largest number of undefined (NaN) resamples of a
+    metric, which were left out."""
+    intervals = {name: percentile_interval(values, confidence) for name, values in samples.items()}
+    undefined = max((int((~np.isfinite(values)).sum()) for values in samples.values()), default=0)
     return intervals, undefined
+
+
+def bootstrap_intervals(
+    metric_function: Callable[[np.ndarray], dict[str, float]],
+    records: np.ndarray,
+    num_resamples: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[dict[str, list[float]], int]:
+    """Percentile bootstrap over test records (`bootstrap_samples`): `{metric: [low, high]}` and the number of
+    resamples per metric that were undefined (NaN, e.g. a resample with a single class) and left out."""
+    return percentile_intervals(bootstrap_samples(metric_function, records, num_resamples, seed), confidence)
+
+
+def paired_difference(
+    value: float, reference_value: float, samples: np.ndarray, reference_samples: np.ndarray, confidence: float = 0.95
+) -> dict:
+    """`value - reference_value` with the percentile interval of the per-resample differences.
+
+    `samples` and `reference_samples` are one metric's `bootstrap_samples` of two sets of predictions on the same
+    windows with the same seed, so resample i scores both on the same records: the interval of the difference is
+    narrower than the two separate intervals suggest when the two move together. `resolved` is True when the
+    interval excludes 0; resamples undefined for either side are left out (`undefined`).
+    """
+    if samples.shape != reference_samples.shape:
+        raise ValueError(f"paired_difference: {samples.shape} and {reference_samples.shape} resamples do not pair")
+    low, high = percentile_interval(samples - reference_samples, confidence)
+    return {"difference": float(value - reference_value), "ci95": [low, high],
+            "resolved": low is not None and (low > 0 or high < 0),
+            "undefined": int((~np.isfinite(samples - reference_samples)).sum())}
 
 
 @dataclass
@@ -499,13 +539,18 @@ def score_probe(
     metrics = task_metrics(task, test_labels, probabilities)
     if num_bootstrap <= 0:
         return metrics, {}, 0
-    intervals, undefined = bootstrap_intervals(
-        lambda indices: task_metrics(task, test_labels[indices], probabilities[indices]),
-        test_records,
-        num_resamples=num_bootstrap,
-        seed=seed,
+    intervals, undefined = percentile_intervals(
+        task_bootstrap_samples(task, test_labels, probabilities, test_records, num_bootstrap, seed)
     )
     return metrics, intervals, undefined
+
+
+def task_bootstrap_samples(
+    task: ProbeTask, labels: np.ndarray, probabilities: np.ndarray, records: np.ndarray, num_resamples: int, seed: int
+) -> dict[str, np.ndarray]:
+    """`bootstrap_samples` of every `task_metrics` metric of class probabilities `(n, num_classes)` on test windows."""
+    return bootstrap_samples(lambda indices: task_metrics(task, labels[indices], probabilities[indices]), records,
+                             num_resamples, seed)
 
 
 # ----------------------------------------------------------------------------------------------- folding

@@ -14,13 +14,17 @@ task classifiers with their model cards. Not copied to the Hub.
    measured (`variants.read_reconstruction_eval`). For a single encoder also the attention rollout and modality
    tuning (`analysis.run_analyses`) and one Hub-format classifier per task (`export.export_task_classifiers`).
 4. label efficiency, when asked (`label_efficiency.write_probe_label_efficiency`).
-5. the ranking (`tables`): results.json, comparison.json / .md, robustness.md.
+5. the ranking (`tables`): results.json, comparison.json / .md, robustness.md, with every variant's paired
+   bootstrap difference to the band-power baseline and to the first `random_init` variant
+   (`features.paired_differences`).
+The log gives each variant's seconds per part (features, probes, analyses, export).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -32,11 +36,19 @@ from . import probing
 from .analysis import run_analyses
 from .data import ProbeData, active_tasks, load_probe_data, load_real_segments
 from .export import export_task_classifiers
-from .features import BASELINE_NAME, band_power_variant_features, encoder_variant_features, probe_variant, write_predictions
+from .features import (
+    BASELINE_NAME,
+    band_power_variant_features,
+    encoder_variant_features,
+    paired_differences,
+    probe_variant,
+    write_predictions,
+)
 from .label_efficiency import write_probe_label_efficiency
 from .probing import ProbeSettings
 from .tables import (
     AGGREGATE_DEFINITION,
+    PAIRED_DIFFERENCES_DEFINITION,
     RECONSTRUCTION_DEFINITION,
     aggregate_score,
     comparison_markdown,
@@ -84,22 +96,30 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
     data, tasks, skipped = probe_data_and_tasks(settings)
     removable, absent_modalities = removable_modalities(data)
 
-    rows, exports, analyses = [], {}, {}
+    rows, exports, analyses, samples = [], {}, {}, {}
     logger.info("baseline %s", BASELINE_NAME)
+    step = time.time()
     baseline_features = band_power_variant_features(data, removable, settings.robustness)
-    baseline_results, baseline_probes = probe_variant(baseline_features, data, tasks, settings.probe)
+    baseline_results, baseline_probes, samples[BASELINE_NAME] = probe_variant(baseline_features, data, tasks, settings.probe)
+    logger.info("%s: features and probes %.1f s", BASELINE_NAME, time.time() - step)
     write_predictions(output_dir / "predictions", BASELINE_NAME, baseline_features, baseline_probes, data, tasks)
     rows.append({"name": BASELINE_NAME, "strategy": "hand-crafted", "tasks": baseline_results,
                  "aggregate": aggregate_score(baseline_results), "filled": {}, "reconstruction": None})
     kept_features = {BASELINE_NAME: (baseline_features.train, baseline_features.test)}  # for label efficiency
 
     variants = checkpoint_variants(settings.checkpoints)
-    encoder_cache: dict[str, object] = {}
+    encoder_cache: dict[str, object] = {}  # folder -> encoder
+    encodings: dict[object, tuple] = {}  # encoder -> its probe-train and probe-test embeddings
+    uses = Counter(str(folder) for variant in variants for folder in variant.encoder_folders)  # both kept until the last use
     for variant in variants:
         logger.info("variant %s (%s)", variant.name, variant.strategy)
+        step = time.time()
         encoders = load_encoders(variant, encoder_cache, settings.device)
-        features = encoder_variant_features(encoders, data, removable, settings.batch_size, settings.robustness)
-        task_results, probes = probe_variant(features, data, tasks, settings.probe)
+        features = encoder_variant_features(encoders, data, removable, settings.batch_size, settings.robustness,
+                                            encodings)
+        seconds = {"features": time.time() - step}
+        task_results, probes, samples[variant.name] = probe_variant(features, data, tasks, settings.probe)
+        seconds["probes"] = time.time() - step - seconds["features"]
         write_predictions(output_dir / "predictions", variant.name, features, probes, data, tasks)
         kept_features[variant.name] = (features.train, features.test)
         rows.append(
@@ -114,22 +134,31 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
                 "reconstruction": read_reconstruction_eval(variant),
             }
         )
-        if variant.is_concatenation:
-            continue
-        encoder = encoders[0]
-        if settings.analyses:
+        if not variant.is_concatenation and settings.analyses:
+            step = time.time()
             analyses[variant.name] = run_analyses(
-                encoder, data, output_dir / "analysis" / safe_name(variant.name), variant.name, settings.analysis_windows
+                encoders[0], data, output_dir / "analysis" / safe_name(variant.name), variant.name, settings.analysis_windows
             )
-        if settings.export_classifiers:
+            seconds["analyses"] = time.time() - step
+        if not variant.is_concatenation and settings.export_classifiers:
+            step = time.time()
             exports[variant.name] = export_task_classifiers(
-                variant, encoder, probes, task_results, baseline_results, tasks, data, output_dir, settings.repo_prefix
+                variant, encoders[0], probes, task_results, baseline_results, tasks, data, output_dir, settings.repo_prefix
             )
+            seconds["export"] = time.time() - step
+        logger.info("%s: %s", variant.name, ", ".join(f"{part} {value:.1f} s" for part, value in seconds.items()))
+        for folder in map(str, variant.encoder_folders):
+            uses[folder] -= 1
+            if not uses[folder]:
+                encodings.pop(encoder_cache.pop(folder), None)
     for variant in variants:
         if variant.is_concatenation and settings.export_classifiers:
             exports[variant.name] = {"skipped": "concatenated unimodal encoders are not one PhysioMAE model"}
 
     rows = rank_rows(rows)
+    untrained = {variant.name for variant in variants if variant.is_untrained}
+    references = [BASELINE_NAME] + [row["name"] for row in rows if row["name"] in untrained][:1]
+    differences = paired_differences(rows, samples, references)
     efficiency = {}
     if settings.label_fractions:
         efficiency = write_probe_label_efficiency(kept_features, data, tasks, settings.probe, settings.label_fractions,
@@ -155,11 +184,13 @@ def run_evaluation(settings: EvaluationSettings) -> dict:
         "analyses": analyses,
         "exported_classifiers": exports,
         "label_efficiency": efficiency,
+        "paired_differences": differences,
+        "paired_differences_definition": PAIRED_DIFFERENCES_DEFINITION,
         "runtime_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(output_dir / "results.json", results)
     atomic_write_json(output_dir / "comparison.json", comparison_rows(rows, data.layout.modality_names))
-    atomic_write_text(output_dir / "comparison.md", comparison_markdown(rows, tasks, skipped, data.notes))
+    atomic_write_text(output_dir / "comparison.md", comparison_markdown(rows, tasks, skipped, data.notes, differences))
     if settings.robustness:
         atomic_write_text(output_dir / "robustness.md", robustness_markdown(rows, tasks))
     logger.info("evaluation done in %.1f s -> %s", results["runtime_seconds"], output_dir)

@@ -13,6 +13,11 @@ import numpy as np
 from . import probing
 
 AGGREGATE_DEFINITION = "mean macro AUROC over the scored tasks"
+PAIRED_DIFFERENCES_DEFINITION = (
+    "variant minus reference on the same probe-test windows; 95 % percentile interval of the per-resample "
+    "differences, both sides scored on the same bootstrap resamples of test records; resolved when the interval "
+    "excludes 0"
+)
 
 
 def aggregate_score(task_results: dict[str, dict]) -> float | None:
@@ -92,8 +97,10 @@ def _with_interval(result: dict, metric: str) -> str:
     return f"{value:.3f}"
 
 
-def comparison_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask], skipped: dict[str, str], notes: Sequence[str]) -> str:
-    """The paper's Table 2: one row per variant, ranked by the aggregate, value [95 % CI] per metric."""
+def comparison_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask], skipped: dict[str, str], notes: Sequence[str],
+                        differences: dict | None = None) -> str:
+    """The paper's Table 2: one row per variant, ranked by the aggregate, value [95 % CI] per metric; then the
+    held-out reconstruction table and the paired differences to each reference (`differences_markdown`)."""
     header = ["rank", "variant", "strategy", "aggregate (mean macro AUROC)"]
     for task in tasks:
         header += [f"{task.name}: {metric}" for metric in TABLE_METRICS[task.name]]
@@ -116,7 +123,39 @@ def comparison_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask], sk
     for note in notes:
         text += ["", f"Note: {note}"]
     text += [""] + reconstruction_markdown(rows)
+    for reference, by_variant in (differences or {}).items():
+        text += [""] + differences_markdown(reference, by_variant, rows, tasks)
     return "\n".join(text) + "\n"
+
+
+def differences_markdown(reference: str, by_variant: dict[str, dict], rows: list[dict],
+                         tasks: Sequence[probing.ProbeTask]) -> list[str]:
+    """One table of `features.paired_differences` against `reference`: a row per variant (ranking order), a column per
+    task and metric, `difference [95 % CI]` with `*` where the interval excludes 0."""
+    metrics = list(dict.fromkeys(metric for variant in by_variant.values() for task in variant.values() for metric in task))
+    header = ["variant"] + [f"{task.name}: Δ {metric}" for task in tasks for metric in metrics]
+    lines = [f"## Paired differences: variant − {reference}", "",
+             f"Value [95 % CI], {PAIRED_DIFFERENCES_DEFINITION}; `*` = resolved.", "",
+             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        if row["name"] not in by_variant:
+            continue
+        cells = [row["name"]]
+        for task in tasks:
+            for metric in metrics:
+                entry = by_variant[row["name"]].get(task.name, {}).get(metric)
+                cells.append(_difference_cell(entry))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _difference_cell(entry: dict | None) -> str:
+    if entry is None or not np.isfinite(entry["difference"]):
+        return "n/a"
+    low, high = entry["ci95"]
+    if low is None:
+        return f"{entry['difference']:+.3f}"
+    return f"{entry['difference']:+.3f} [{low:+.3f}, {high:+.3f}]" + (" *" if entry["resolved"] else "")
 
 
 def robustness_markdown(rows: list[dict], tasks: Sequence[probing.ProbeTask]) -> str:

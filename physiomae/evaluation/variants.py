@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..strategies import STRATEGIES
+
 logger = logging.getLogger("physiomae.eval")
 
 RECONSTRUCTION_EVAL_NAME = "reconstruction_eval.json"  # written by train.py into the run folder
@@ -51,6 +53,12 @@ class EncoderVariant:
     @property
     def is_concatenation(self) -> bool:
         return len(self.encoder_folders) > 1
+
+    @property
+    def is_untrained(self) -> bool:
+        """The untrained floor (a strategy that does not train, e.g. `random_init`)."""
+        strategy = STRATEGIES.get(self.strategy)
+        return strategy is not None and not strategy.trains
 
 
 def read_strategy(run_args_path: Path) -> str:

@@ -142,8 +142,11 @@ class PretrainingArguments:
                   "outside it). Costs compilation time at the start; see benchmarks/results_pretraining_vs_patchtst_cpu.md."},
     )
     torch_compile_backend: str = field(default="inductor", metadata={"help": "torch.compile backend (with --torch_compile)."})
-    torch_compile_mode: Optional[str] = field(
-        default=None, metadata={"help": "torch.compile mode, e.g. max-autotune (with --torch_compile)."}
+    torch_compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = field(
+        default="default",
+        metadata={"help": "torch.compile mode (with --torch_compile): 'default'; 'reduce-overhead' (CUDA graphs: the "
+                  "batch shapes are static); 'max-autotune' (autotuned kernels, CUDA graphs); "
+                  "'max-autotune-no-cudagraphs'. The modes other than 'default' are the inductor backend's."},
     )
     logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps (and the first and last)."})
     save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps (0: only at the end)."})

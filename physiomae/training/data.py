@@ -5,14 +5,15 @@ the windows behind the target statistics."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
-from physiomae.saved_dataset import ChannelMapping, DatasetLayout, check_window_geometry, is_saved_dataset, locate_saved_dataset
+from modeling_physiomae.configuration_physiomae import ChannelLayout
+from physiomae.saved_dataset import ChannelMapping, check_window_geometry, dataset_layout, is_saved_dataset, locate_saved_dataset
 from physiomae.strategies import get_strategy
 from physiomae.training.arguments import DataArguments, PretrainingArguments
 
@@ -65,7 +66,7 @@ class WindowCollator:
     (streaming); `from_arrays` takes whole-batch arrays (the fast map-style path, see `ArrowWindowDataset`).
     """
 
-    def __init__(self, config, layout: DatasetLayout):
+    def __init__(self, config, layout: ChannelLayout):
         self.mapping = ChannelMapping.for_config(config, layout)
         self.num_dataset_channels = self.mapping.num_dataset_channels
         self.num_dataset_modalities = self.mapping.num_dataset_modalities
@@ -215,6 +216,9 @@ class TrainingData:
     statistics_windows: Optional[ArrowWindowDataset] = None  # training windows behind the target statistics
     reconstruction_eval: Optional[ReconstructionEvalData] = None  # None: the error is not measured
     held_out_note: str = ""  # why nothing is held out, when nothing is
+    # settings the order of the batches depends on beyond the process/batch layout (a checkpoint's data position
+    # is only continued under the same ones): the streamed order depends on the shards, the buffer and the workers
+    order_settings: dict = field(default_factory=dict)
 
     def statistics_batches(self, device, batch_size: int = 64) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`(input_values, modality_mask)` batches of `statistics_windows` on `device`, for `set_target_statistics`."""
@@ -236,17 +240,22 @@ def held_out_record_rows(split_dataset, fraction: float) -> tuple[np.ndarray | N
 
     Returns (boolean row mask or None when nothing is held out, number of held-out records, why nothing is).
     Nothing is held out when `fraction` is 0, the split has no `record` column, or the hash picks no record
-    or every record (training needs at least one).
+    or every record (training needs at least one). The `record` column is read as Arrow and dictionary-encoded
+    (one int32 per row, one Python string per record), so this costs a few bytes per window, not one object.
     """
-    from dataset_scripts.physionet2018 import record_split_position
+    import pyarrow.compute as pc
+
+    from dataset_scripts.record_split import record_split_position
 
     if fraction <= 0:
         return None, 0, "--reconstruction_eval_fraction is 0"
     if "record" not in split_dataset.column_names:
         return None, 0, "the split has no record column"
-    records = np.asarray(split_dataset.with_format(None)["record"], dtype=object).astype(str)
-    names, inverse = np.unique(records, return_inverse=True)
-    held_names = np.array([record_split_position(str(name)) < fraction for name in names])
+    column = split_dataset.with_format("arrow")["record"]
+    encoded = pc.dictionary_encode(column.combine_chunks() if hasattr(column, "combine_chunks") else column)
+    names = [str(name) for name in encoded.dictionary.to_pylist()]
+    inverse = encoded.indices.to_numpy(zero_copy_only=False)  # (rows,) index into names
+    held_names = np.array([record_split_position(name) < fraction for name in names], dtype=bool)
     if not held_names.any():
         return None, 0, f"no record of {len(names)} hashes into the held-out share {fraction:g}"
     if held_names.all():
@@ -280,7 +289,7 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
     """
     reconstructs = get_strategy(training_args.strategy).reconstructs
     check_window_geometry(split_dataset, config)
-    collator = WindowCollator(config, DatasetLayout.of(split_dataset))
+    collator = WindowCollator(config, dataset_layout(split_dataset))
     columns = [name for name in ("input_values", "modality_mask", "channel_mask", "record", "window")
                if name in split_dataset.column_names]
     missing = {"input_values", "modality_mask"} - set(columns)
@@ -343,7 +352,9 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
             streamed, batch_size=training_args.per_device_batch_size, collate_fn=collator,
             num_workers=data_args.num_workers, drop_last=data_args.dataloader_drop_last,
         )
-        return TrainingData(dataloader, None, None, True, streamed, dropped, **extras)
+        order_settings = {"streaming_num_shards": num_shards, "shuffle_buffer_size": data_args.shuffle_buffer_size,
+                          "num_workers": data_args.num_workers}
+        return TrainingData(dataloader, None, None, True, streamed, dropped, order_settings=order_settings, **extras)
 
     dataset = ArrowWindowDataset(split_dataset, collator)
     sampler = EpochShuffleSampler(len(dataset), training_args.seed)
