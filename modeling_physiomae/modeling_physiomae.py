@@ -1050,7 +1050,7 @@ class PhysioMAEStackedAttention(nn.Module):
     `num_groups` independent multi-head attentions (one per modality decoder) in one batched pass.
     Queries `(groups, batch * queries, width)`; keys and values from `key_value_states` `(groups, batch * keys,
     width)` (cross-attention) or the queries (self-attention), one fused projection for both; `attention_mask`
-    `(groups * batch, 1, 1, keys)` bool, True = may attend.
+    `(groups * batch, 1, 1, keys)`, bool (True = may attend) or additive (`additive_attention_mask`).
     """
 
     def __init__(self, num_groups: int, width: int, num_heads: int, dropout_prob: float):
@@ -1117,12 +1117,11 @@ class PhysioMAEStackedDecoderLayer(nn.Module):
     ) -> torch.Tensor:
         """queries `(groups, query_batch * P, width)` with `query_batch` 1 (the first layer's queries are the same
         for every window: its self-attention runs once and is then broadcast) or `batch_size`; memory `(groups,
-        batch * keys, width)`, memory_mask `(groups * batch, 1, 1, keys)`. Returns `(groups, batch * P, width)`."""
-        num_groups, rows, width = queries.shape
-        query_batch = batch_size if rows == batch_size * self.num_patches else 1
+        batch * keys, width)`, memory_mask `(groups * batch, 1, 1, keys)` (additive). Returns `(groups, batch * P, width)`."""
+        query_batch = batch_size if queries.shape[1] == batch_size * self.num_patches else 1
         queries = queries + self.dropout(self.self_attention(self.layernorm_self(queries), query_batch))
         if query_batch != batch_size:  # (groups, P, width) -> (groups, batch * P, width)
-            queries = queries[:, None].expand(-1, batch_size, -1, -1).reshape(num_groups, batch_size * rows, width)
+            queries = queries.repeat(1, batch_size, 1)  # row b * P + p is query p
         cross = self.cross_attention(
             self.layernorm_cross(queries), batch_size, key_value_states=memory, attention_mask=memory_mask
         )
@@ -1176,7 +1175,7 @@ class PhysioMAEModalityDecoders(nn.Module):
         queries = self.mask_token + self.time_position_embeddings
         dropout_active = self.training and (self.config.hidden_dropout_prob > 0 or self.config.attention_probs_dropout_prob > 0)
         if dropout_active:  # -> (groups, batch * P, width)
-            queries = queries[:, None].expand(-1, batch_size, -1, -1).reshape(groups, batch_size * num_patches, -1)
+            queries = queries.repeat(1, batch_size, 1)  # row b * P + p is query p
         for layer in self.layers:
             queries = layer(queries, memory, memory_mask, batch_size)
         # (groups, batch * P, target_width) -> (batch, groups, P, target_width)
