@@ -12,7 +12,7 @@ stage that starts at sample 0 would be lost. `read_wfdb_annotations` parses the 
 itself and keeps every note except the real definition notes (aux text starting with `"## "`).
 
 Labels from notes alone (no `-arousal.mat`) follow the convention of the challenge's own masks, which
-this module reproduces sample for sample on the real `tr03-0005` (tests/test_labels.py):
+this module reproduces sample for sample on the real `tr03-0005` (tests/dataset_scripts/test_labels.py):
 
 - stage: a stage note at sample `s` holds from sample `s - 1` (the challenge's MATLAB off-by-one, clipped
   at 0) until one sample before the next stage note; samples before the first note and the record's last

@@ -11,6 +11,7 @@ import torch
 
 from modeling_physiomae import PhysioMAEConfig, PhysioMAEForSequenceClassification
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # tests/ mirrors the packages; this file sits at its top
 
 TINY_MODEL_SETTINGS = dict(
     hidden_size=32,

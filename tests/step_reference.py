@@ -3,7 +3,7 @@
 `python tests/step_reference.py` runs every case of `CASES` with the model code of the checkout and writes the
 file (with the commit it came from). The file in the repository was written by the per-modality implementation
 (the one before the stacked tokenizers and batched decoders, commit recorded inside), so
-`tests/test_step_numerics.py` checks that today's model computes the same step from the same weights.
+`tests/physiomae/training/test_pretraining_step_numerics.py` checks that today's model computes the same step from the same weights.
 
 Each case: a small config (dropout off), weights drawn by `torch.manual_seed`, four windows from a seeded
 generator (sample 1 without SpO2, sample 2 with EEG and ECG only, sample 3 with EOG alone), fixed masking

@@ -183,3 +183,29 @@ def test_the_record_split_is_one_small_module_that_imports_nothing_of_ours():
     hashing = sorted(name for name, path in our_modules().items()
                      if name != "dataset_scripts.record_split" and "hexdigest()[:8]" in path.read_text(encoding="utf-8"))
     assert not hashing, f"a second record split in {hashing}"
+
+
+REPOSITORY_WIDE_TESTS = {"test_install.py", "test_layout.py"}  # the wheel and the package layers as a whole
+
+
+def test_tests_mirror_the_packages():
+    """tests/<package path>/test_<module>[_<aspect>].py tests <package path>/<module>(.py or a subpackage); only the
+    repository-wide tests sit at the top of tests/. Test file names are unique (pytest imports them by name)."""
+    tests_dir = ROOT / "tests"
+    misplaced, names = [], {}
+    for path in sorted(tests_dir.rglob("test_*.py")):
+        relative = path.relative_to(tests_dir)
+        names.setdefault(path.name, []).append(str(relative))
+        if len(relative.parts) == 1:
+            if path.name not in REPOSITORY_WIDE_TESTS:
+                misplaced.append(f"{relative}: only repository-wide tests sit at the top of tests/")
+            continue
+        package_dir = ROOT.joinpath(*relative.parts[:-1])
+        modules = {child.stem for child in package_dir.glob("*.py") if child.stem != "__init__"}
+        modules |= {child.name for child in package_dir.iterdir() if child.is_dir() and any(child.glob("*.py"))} \
+            if package_dir.is_dir() else set()
+        stem = path.stem[len("test_"):]
+        if not package_dir.is_dir() or not any(stem == module or stem.startswith(f"{module}_") for module in modules):
+            misplaced.append(f"{relative}: no module {stem.split('_')[0]}… in {package_dir.relative_to(ROOT)}/")
+    assert not misplaced, misplaced
+    assert all(len(paths) == 1 for paths in names.values()), {name: paths for name, paths in names.items() if len(paths) > 1}

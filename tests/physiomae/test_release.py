@@ -17,8 +17,9 @@ from physiomae.model_card import read_card_metadata
 from physiomae.pretrained import ENCODER, SLEEP_STAGER
 from physiomae.release import parse_reference_rows, replace_folder
 from physiomae.training.arguments import build_model_config, parse_arguments
+from helpers import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 RELEASE_CONFIG = ROOT / "configs" / "release_train.yaml"
 RUN_METADATA = {"transformers_version", "architectures", "auto_map", "_name_or_path", "dtype", "torch_dtype",
                 "custom_pipelines", "id2label", "label2id", "problem_type", "num_labels", "return_dict", "output_hidden_states"}

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from helpers import tiny_config
+from helpers import REPO_ROOT, tiny_config
 from modeling_physiomae import PhysioMAEForPreTraining, PhysioMAEForSequenceClassification
 
 
@@ -88,7 +88,7 @@ def test_finetuned_classifier_and_its_checkpoints_load_with_auto_classes_and_the
     script.write_text(child)
     completed = subprocess.run(
         [sys.executable, str(script), str(output_dir), str(output_dir / "checkpoints" / "checkpoint-2"),
-         str(Path(__file__).resolve().parents[1]), str(record / record.name)],
+         str(REPO_ROOT), str(record / record.name)],
         cwd=tmp_path, env=isolated_environment(tmp_path / "hf_home", OMP_NUM_THREADS="1"),
         capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]

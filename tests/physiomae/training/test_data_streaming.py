@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from physiomae.training.checkpoints import list_checkpoints
-from test_train import assert_same_weights, base_arguments, export_weights, read_log, run_train, write_tiny_dataset
+from test_pretraining import assert_same_weights, base_arguments, export_weights, read_log, run_train, write_tiny_dataset
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -20,7 +20,6 @@ from physiomae.evaluation.export import build_task_classifier
 from physiomae.model_card import read_card_metadata
 from helpers import isolated_environment, tiny_config as shared_tiny_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGE_FREQUENCIES_HZ = (10.0, 6.0, 13.0, 1.5, 4.5)  # W alpha, N1 theta, N2 spindles, N3 delta, REM saw-tooth
 
 

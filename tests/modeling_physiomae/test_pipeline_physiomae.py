@@ -1,6 +1,6 @@
 """modeling_physiomae/pipeline_physiomae.py and physiomae/stage.py: the sleep-staging pipeline stages a night like
 the classifier does, and physiomae-stage writes its hypnogram. (That plain save_pretrained / push_to_hub folders
-and the pipeline load with trust_remote_code in a fresh process: tests/test_hub_loading.py.)"""
+and the pipeline load with trust_remote_code in a fresh process: tests/physiomae/test_hub.py.)"""
 
 from __future__ import annotations
 

@@ -67,9 +67,8 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import isolated_environment  # noqa: E402
+from helpers import REPO_ROOT, isolated_environment  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = str(REPO_ROOT / "configs" / "tiny.yaml")
 MAE_STRATEGIES = ("mae_modality_drop", "mae", "mae_unimodal")
 

@@ -28,9 +28,8 @@ from physiomae.hub import (
     push_to_hub,
     save_for_hub,
 )
-from helpers import HIDE_OUR_PACKAGE, FakeHubApi, isolated_environment, night, stager, tiny_config
+from helpers import REPO_ROOT, HIDE_OUR_PACKAGE, FakeHubApi, isolated_environment, night, stager, tiny_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def toy_recording(seconds: int = 65, sampling_rate: int = 200) -> dict[str, np.ndarray]:
