@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from modeling_physiomae import PhysioMAEConfig
+from modeling_physiomae.configuration_physiomae import HUB_CODE_FILES
 from physiomae.evaluation.data import load_real_segments
 from physiomae.evaluation.label_efficiency import label_efficiency, label_subset
 from physiomae.model_card import read_card_metadata
@@ -33,9 +34,12 @@ def model_fields(config: PhysioMAEConfig) -> dict:
 @pytest.mark.parametrize("folder", [ENCODER, SLEEP_STAGER])
 def test_shipped_folders_are_complete_hub_folders_with_cards(folder):
     folder = Path(folder)
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "modeling_physiomae.py",
-                 "configuration_physiomae.py", "feature_extraction_physiomae.py", "pipeline_physiomae.py"):
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", *HUB_CODE_FILES):
         assert (folder / name).is_file(), f"{folder} lacks {name}"
+    # the folder's code is the package's Hub copy (the shipped model runs the code the tests check)
+    for name in HUB_CODE_FILES:
+        assert (folder / name).read_bytes() == (ROOT / "modeling_physiomae" / name).read_bytes(), (
+            f"{folder}/{name} differs from modeling_physiomae/{name}: copy it with copy_hub_code")
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"]["AutoModel"] == "modeling_physiomae.PhysioMAEModel"
     card = (folder / "README.md").read_text()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 try:  # transformers >= 5
     from transformers import PreTrainedConfig
@@ -31,6 +34,7 @@ HUB_CODE_FILES = (
     "configuration_physiomae.py",
     "modeling_physiomae.py",
     "feature_extraction_physiomae.py",
+    "recording_physiomae.py",
     "pipeline_physiomae.py",
 )
 MODEL_AUTO_MAP = {
@@ -74,9 +78,46 @@ TOKENIZER_TYPES = ("conv", "conv+log_band_power")
 RECONSTRUCTION_TARGETS = ("waveform", "log_band_power", "waveform+log_band_power")
 
 
-class ModalityLayoutMixin:
-    """Channel-layout properties derived from `modalities` (ordered name -> channel names), `sampling_rate` and
-    `window_seconds`; shared by `PhysioMAEConfig` and `PhysioMAEFeatureExtractor` so that both agree."""
+def _default_modalities() -> dict[str, list[str]]:
+    return {name: list(channels) for name, channels in DEFAULT_MODALITIES.items()}
+
+
+@dataclass(frozen=True)
+class ChannelLayout:
+    """
+    The channel layout of PhysioMAE inputs: which channels `input_values`' channel axis holds, grouped into the
+    modalities of `modality_mask`, and the windows' geometry. The one layout type: `PhysioMAEConfig`,
+    `PhysioMAEFeatureExtractor` (their `channel_layout`), the dataset builders and a saved dataset's description
+    all give one.
+
+    Args:
+        modalities (`dict[str, list[str]]`, *optional*): ordered modality name -> its channel names; the
+            concatenation is the channel order. Defaults to `DEFAULT_MODALITIES` (13 channels in 6 modalities).
+        sampling_rate (`int`, *optional*, defaults to 100): Hz of the windows (None: not known).
+        window_seconds (`float`, *optional*, defaults to 30.0): window length in seconds (None: not known).
+    """
+
+    modalities: dict[str, list[str]] = field(default_factory=_default_modalities)
+    sampling_rate: int | None = 100
+    window_seconds: float | None = 30.0
+
+    @classmethod
+    def of(cls, holder) -> "ChannelLayout":
+        """The layout of an object with `modalities`, `sampling_rate` and `window_seconds` (a config or a feature
+        extractor, including one loaded from an older Hub folder); `DEFAULT_MODALITIES` / 100 Hz / 30 s where it has
+        none."""
+        modalities = getattr(holder, "modalities", None) or DEFAULT_MODALITIES
+        return cls(
+            modalities={str(name): [str(channel) for channel in channels] for name, channels in modalities.items()},
+            sampling_rate=int(getattr(holder, "sampling_rate", 100)),
+            window_seconds=float(getattr(holder, "window_seconds", 30.0)),
+        )
+
+    def __eq__(self, other) -> bool:  # the order of modalities and channels is part of the layout
+        if not isinstance(other, ChannelLayout):
+            return NotImplemented
+        return (list(self.modalities.items()), self.sampling_rate, self.window_seconds) == (
+            list(other.modalities.items()), other.sampling_rate, other.window_seconds)
 
     @property
     def modality_names(self) -> list[str]:
@@ -115,8 +156,38 @@ class ModalityLayoutMixin:
         """Samples per window (3,000 by default)."""
         return int(round(self.window_seconds * self.sampling_rate))
 
+    def modality_mask(self, channel_mask: np.ndarray) -> np.ndarray:
+        """(num_windows, num_channels) bool -> (num_windows, num_modalities) bool: a modality is present in a window
+        when any of its channels is."""
+        channel_mask = np.asarray(channel_mask, dtype=bool)
+        if not self.modalities:
+            return np.zeros((channel_mask.shape[0], 0), dtype=bool)
+        return np.stack([channel_mask[:, channels].any(axis=1) for channels in self.modality_channel_slices.values()],
+                        axis=1)
 
-class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
+
+def _layout_property(name: str) -> property:
+    return property(lambda self: getattr(self.channel_layout, name), doc=getattr(ChannelLayout, name).__doc__)
+
+
+class ChannelLayoutMixin:
+    """`channel_layout` (a `ChannelLayout`) of a class with `modalities`, `sampling_rate` and `window_seconds`
+    (`PhysioMAEConfig`, `PhysioMAEFeatureExtractor`), and its properties on the class itself."""
+
+    @property
+    def channel_layout(self) -> ChannelLayout:
+        return ChannelLayout(self.modalities, self.sampling_rate, self.window_seconds)
+
+    modality_names = _layout_property("modality_names")
+    num_modalities = _layout_property("num_modalities")
+    channel_names = _layout_property("channel_names")
+    num_channels = _layout_property("num_channels")
+    channel_modality_indices = _layout_property("channel_modality_indices")
+    modality_channel_slices = _layout_property("modality_channel_slices")
+    window_length = _layout_property("window_length")
+
+
+class PhysioMAEConfig(ChannelLayoutMixin, PreTrainedConfig):
     r"""
     Configuration of a PhysioMAE model: a multimodal transformer over overnight physiological
     recordings, pretrained by masked autoencoding with input modality dropout.
@@ -379,4 +450,4 @@ class PhysioMAEConfig(ModalityLayoutMixin, PreTrainedConfig):
             del self.auto_map
 
 
-__all__ = ["PhysioMAEConfig", "DEFAULT_MODALITIES", "HUB_CODE_FILES", "MODEL_AUTO_MAP", "FEATURE_EXTRACTOR_AUTO_MAP"]
+__all__ = ["PhysioMAEConfig", "ChannelLayout", "DEFAULT_MODALITIES", "HUB_CODE_FILES", "MODEL_AUTO_MAP", "FEATURE_EXTRACTOR_AUTO_MAP"]

@@ -24,7 +24,6 @@ import functools
 import itertools
 import math
 import os
-import re
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +94,20 @@ class PhysioMAEModelOutput(ModelOutput):
         dropped_modality (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             With masking: index of the modality removed by input modality dropout per sample, -1 where none.
             `None` without masking.
+        ids_keep (`torch.LongTensor` of shape `(batch_size, max_visible_tokens)`, *optional*):
+            With masking: position in the modality-major sequence (`0 .. num_modalities * num_patches - 1`) of the
+            token in each row of `last_hidden_state`: row `r` of sample `b` is token `ids_keep[b, r]`. Padding rows
+            (`token_mask` False) point at distinct hidden tokens. `None` without masking (row `t` is token `t`).
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_channels, window_length)`, *optional*):
+            With masking: the input as the encoder read it, in the model's dtype, the channels of absent modalities
+            zeroed (what a reconstruction head scores against). `None` without masking.
+        modality_mask (`torch.BoolTensor` of shape `(batch_size, num_modalities)`):
+            The resolved `modality_mask` (all True when none was given): True where the modality is present in the
+            input. A modality removed by input modality dropout is present here (see `dropped_modality`).
+        log_band_powers (`torch.FloatTensor` of shape `(batch_size, num_channels, num_patches, num_bands)`, *optional*):
+            With masking and the spectral tokenizer (`tokenizer_type="conv+log_band_power"`): the log band powers of
+            `input_values`' patches that the tokenizer read (float32, see `log_band_powers`), so that a
+            `log_band_power` reconstruction target need not compute them again. `None` otherwise.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -105,6 +118,10 @@ class PhysioMAEModelOutput(ModelOutput):
     mask: torch.FloatTensor | None = None
     ids_restore: torch.LongTensor | None = None
     dropped_modality: torch.LongTensor | None = None
+    ids_keep: torch.LongTensor | None = None
+    input_values: torch.FloatTensor | None = None
+    modality_mask: torch.BoolTensor | None = None
+    log_band_powers: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -210,9 +227,27 @@ def is_compiling() -> bool:
     return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
+_CONSTANT_TENSORS: dict[tuple, object] = {}
+
+
+def constant_tensor(values: tuple, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """`torch.tensor(values)` made once per (values, dtype, device) and reused: index and weight tables derived
+    from the config (plain nested tuples) cost no operator per step. Never written to. Under `torch.compile` the
+    tensor is made in place (a constant of the graph)."""
+    if is_compiling():
+        return torch.tensor(values, dtype=dtype, device=device)
+    key = (values, dtype, torch.device(device))
+    tensor = _CONSTANT_TENSORS.get(key)
+    if tensor is None:
+        with torch.inference_mode(False):  # a normal tensor even when first made under inference_mode
+            tensor = _CONSTANT_TENSORS[key] = torch.tensor(values, dtype=dtype, device=device)
+    return tensor
+
+
 def channel_modality_mask(config: PhysioMAEConfig, modality_mask: torch.BoolTensor) -> torch.BoolTensor:
     """`(batch, num_modalities)` -> `(batch, num_channels)`: each channel takes its modality's value."""
-    return modality_mask.index_select(1, torch.tensor(config.channel_modality_indices, device=modality_mask.device))
+    index = constant_tensor(tuple(config.channel_modality_indices), torch.long, modality_mask.device)
+    return modality_mask.index_select(1, index)
 
 
 def validate_and_prepare_inputs(
@@ -220,7 +255,6 @@ def validate_and_prepare_inputs(
     input_values: torch.Tensor,
     modality_mask: torch.Tensor | None,
     dtype: torch.dtype,
-    check_values: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Check `input_values` / `modality_mask` against the config and return them ready for the model.
@@ -232,8 +266,7 @@ def validate_and_prepare_inputs(
 
     Raises `ValueError` naming the offending dimension, sample, modality or channel. The checks of values
     (0/1 mask, a sample without modality, NaN/inf in a present channel) read the data back to the host; they are
-    skipped with `check_values=False` (inputs checked already) and under `torch.compile` (train.py checks every
-    batch on the host before it reaches the device).
+    skipped under `torch.compile` (train.py checks every batch on the host before it reaches the device).
     """
     if not torch.is_tensor(input_values):
         raise TypeError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}")
@@ -255,7 +288,7 @@ def validate_and_prepare_inputs(
     if batch_size == 0:
         raise ValueError("input_values has an empty batch dimension")
 
-    check_values = check_values and not is_compiling()
+    check_values = not is_compiling()
     if modality_mask is None:
         modality_mask = torch.ones(batch_size, config.num_modalities, dtype=torch.bool, device=input_values.device)
     else:
@@ -270,35 +303,43 @@ def validate_and_prepare_inputs(
                 raise ValueError("modality_mask must be boolean (or 0/1); got other values")
             modality_mask = modality_mask != 0
 
-    channel_present = channel_modality_mask(config, modality_mask)  # (batch, num_channels)
-    if check_values:
+    # every modality present (the common case, known with one host read): nothing to zero, no empty sample
+    all_present = check_values and bool(modality_mask.all())
+    if check_values and not all_present:
         empty_samples = (~modality_mask.any(dim=1)).nonzero().flatten().tolist()
         if empty_samples:
             raise ValueError(
                 f"sample(s) {empty_samples} of the batch have no modality present (modality_mask all False); "
                 f"PhysioMAE needs at least one of {config.modality_names}"
             )
-        non_finite = ~torch.isfinite(input_values) & channel_present[:, :, None]
+    input_values = input_values.to(dtype)
+    if not all_present:
+        channel_present = channel_modality_mask(config, modality_mask)  # (batch, num_channels)
+        input_values = torch.where(channel_present[:, :, None], input_values, input_values.new_zeros(()))
+    # a NaN/inf in a present channel makes the sum non-finite (one reduction); only then is it located (a finite
+    # sum that overflows finds nothing there and passes)
+    if check_values and not math.isfinite(float(input_values.sum())):
+        non_finite = ~torch.isfinite(input_values)
         if bool(non_finite.any()):
             sample_index, channel_index, _ = non_finite.nonzero()[0].tolist()
             raise ValueError(
                 f"input_values has NaN/inf values in a present channel: sample {sample_index}, channel "
                 f"{config.channel_names[channel_index]!r}; clean the signal or mark its modality absent"
             )
-    input_values = input_values.to(dtype)
-    input_values = torch.where(channel_present[:, :, None], input_values, input_values.new_zeros(()))
     return input_values, modality_mask
-
-
-def expand_to_tokens(modality_values: torch.Tensor, num_patches: int) -> torch.Tensor:
-    """`(batch, num_modalities)` -> `(batch, num_modalities * num_patches)`: each token takes its modality's value."""
-    batch_size, num_modalities = modality_values.shape
-    return modality_values[:, :, None].expand(batch_size, num_modalities, num_patches).reshape(batch_size, -1)
 
 
 def token_modality_ids(config: PhysioMAEConfig, device: torch.device) -> torch.LongTensor:
     """Modality index of every token in modality-major order, shape `(num_modalities * num_patches,)`."""
-    return expand_to_tokens(torch.arange(config.num_modalities, device=device)[None], config.num_patches)[0]
+    ids = tuple(modality for modality in range(config.num_modalities) for _ in range(config.num_patches))
+    return constant_tensor(ids, torch.long, device)
+
+
+def expand_to_tokens(modality_values: torch.Tensor, num_patches: int) -> torch.Tensor:
+    """`(batch, num_modalities)` -> `(batch, num_modalities * num_patches)`: each token takes its modality's value."""
+    num_modalities = modality_values.shape[1]
+    ids = tuple(modality for modality in range(num_modalities) for _ in range(num_patches))
+    return modality_values.index_select(1, constant_tensor(ids, torch.long, modality_values.device))
 
 
 def build_attention_mask(
@@ -309,7 +350,8 @@ def build_attention_mask(
 
     Args:
         key_mask (`(batch_size, sequence_length)` bool): tokens that may serve as keys (present / real).
-        token_modalities (`(batch_size, sequence_length)` long): modality index of each token.
+        token_modalities (`(batch_size, sequence_length)` long): modality index of each token (only read for late
+            fusion; may be `None` otherwise).
         block_cross_modality: late fusion; a token only attends to tokens of its own modality.
 
     Returns:
@@ -325,6 +367,14 @@ def build_attention_mask(
     allowed = key_mask[:, None, :] & (token_modalities[:, :, None] == token_modalities[:, None, :])
     allowed = allowed | torch.eye(sequence_length, dtype=torch.bool, device=key_mask.device)[None]
     return allowed[:, None]
+
+
+def additive_attention_mask(attention_mask: torch.BoolTensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean mask (True = may attend) -> the float mask added to the attention scores: 0 where allowed, -inf
+    elsewhere (what `scaled_dot_product_attention` makes of a boolean mask in every call; made once here and
+    shared by all layers)."""
+    allowed, blocked = (constant_tensor(value, dtype, attention_mask.device) for value in (0.0, float("-inf")))
+    return torch.where(attention_mask, allowed, blocked)
 
 
 def per_modality_mean(
@@ -369,18 +419,19 @@ class ModalityPadding:
             self.padded_index += list(range(start, start + count)) + [self.num_channels] * (self.max_channels - count)
             self.real_index += [modality * self.max_channels + channel for channel in range(count)]
             start += count
+        self.padded_index, self.real_index = tuple(self.padded_index), tuple(self.real_index)
         self.channel_is_real = [[channel < count for channel in range(self.max_channels)] for count in self.channel_counts]
 
     def pad(self, values: torch.Tensor) -> torch.Tensor:
         batch_size, rest = values.shape[0], values.shape[2:]
         with_zero = torch.cat([values, values.new_zeros(batch_size, 1, *rest)], dim=1)  # (batch, C + 1, ...)
-        index = torch.tensor(self.padded_index, device=values.device)
+        index = constant_tensor(self.padded_index, torch.long, values.device)
         # (batch, M * max_channels, ...) -> (batch, M, max_channels, ...)
         return with_zero.index_select(1, index).reshape(batch_size, self.num_modalities, self.max_channels, *rest)
 
     def unpad(self, values: torch.Tensor) -> torch.Tensor:
         batch_size, rest = values.shape[0], values.shape[3:]
-        index = torch.tensor(self.real_index, device=values.device)
+        index = constant_tensor(self.real_index, torch.long, values.device)
         # (batch, M, max_channels, ...) -> (batch, M * max_channels, ...) -> (batch, num_channels, ...)
         return values.reshape(batch_size, -1, *rest).index_select(1, index)
 
@@ -422,39 +473,19 @@ def random_masking(
         ids_restore (`(batch, seq)` long): rank of every token in the shuffled order.
         kept (`(batch, seq)` bool): True for visible tokens, in the original order.
     """
-    num_candidates = candidate_mask.sum(dim=1)
-    keep_counts = torch.minimum(keep_count(num_candidates, mask_ratio), num_candidates)
+    sequence_length, device = candidate_mask.shape[1], candidate_mask.device
+    # keep_counts[n] = min(keep_count(n), n) for every possible number of candidates n, looked up per sample
+    keep_table = tuple(min(keep_count(count, mask_ratio), count) for count in range(sequence_length + 1))
+    keep_counts = constant_tensor(keep_table, torch.long, device)[candidate_mask.sum(dim=1, keepdim=True)]  # (batch, 1)
     # non-candidates sort after every candidate
-    sort_keys = torch.where(candidate_mask, noise.float(), torch.full_like(noise, float("inf"), dtype=torch.float))
+    sort_keys = noise.float().masked_fill(~candidate_mask, float("inf"))
     ids_shuffle = torch.argsort(sort_keys, dim=1, stable=True)
     ids_restore = torch.argsort(ids_shuffle, dim=1, stable=True)
-    max_keep = keep_count(candidate_mask.shape[1], mask_ratio)
+    max_keep = keep_count(sequence_length, mask_ratio)
     ids_keep = ids_shuffle[:, :max_keep]
-    keep_counts = keep_counts[:, None]  # (batch, 1)
-    visible_token_mask = torch.arange(max_keep, device=candidate_mask.device) < keep_counts
+    visible_token_mask = constant_tensor(tuple(range(max_keep)), torch.long, device) < keep_counts
     kept = ids_restore < keep_counts
     return ids_keep, visible_token_mask, ids_restore, kept
-
-
-def visible_token_positions(
-    ids_restore: torch.LongTensor, visible_token_mask: torch.BoolTensor
-) -> tuple[torch.LongTensor, torch.BoolTensor]:
-    """
-    Where the rows of a masked encoder output sit in the full sequence (the inverse of `ids_restore`).
-
-    Args:
-        ids_restore (`(batch, seq)` long): rank of every token in the shuffled order (a permutation).
-        visible_token_mask (`(batch, max_keep)` bool): real visible rows of the encoder output.
-
-    Returns:
-        ids_keep (`(batch, max_keep)` long): position in the full sequence of each encoder output row
-            (padding rows point at hidden tokens), as `random_masking` returns it.
-        kept (`(batch, seq)` bool): True for visible tokens, in the original order.
-    """
-    ids_shuffle = torch.argsort(ids_restore, dim=1)  # exact inverse of the permutation
-    ids_keep = ids_shuffle[:, : visible_token_mask.shape[1]]
-    kept = ids_restore < visible_token_mask.sum(dim=1, keepdim=True)
-    return ids_keep, kept
 
 
 def random_uniform(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -462,7 +493,7 @@ def random_uniform(shape, generator: torch.Generator | None, device: torch.devic
     if generator is not None and is_compiling():
         raise RuntimeError(
             "torch.compile cannot trace draws from a torch.Generator: pass `noise` and `modality_dropout_noise` "
-            "(drawn with `model.physiomae.masking.draw_noise(batch_size, generator, device)`) to the compiled model"
+            "(drawn with `model.draw_masking_noise(batch_size, generator, device)`) to the compiled model"
         )
     draw_device = generator.device if generator is not None else device
     return torch.rand(shape, generator=generator, device=draw_device).to(device)
@@ -496,17 +527,33 @@ def spectral_band_matrix(patch_length: int, sampling_rate: int) -> tuple[tuple[f
     return tuple(zip(*columns))
 
 
+def hann_window(length: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The symmetric Hann window of `length` samples `(length,)` and its energy (sum of squares) `()`, made once per
+    (length, dtype, device) as `constant_tensor` does."""
+    key = ("hann_window", length, dtype, torch.device(device))
+    if is_compiling() or key not in _CONSTANT_TENSORS:
+        with torch.inference_mode(False):
+            window = torch.hann_window(length, periodic=False, dtype=dtype, device=device)
+            made = (window, window.pow(2).sum())
+        if is_compiling():
+            return made
+        _CONSTANT_TENSORS[key] = made
+    return _CONSTANT_TENSORS[key]
+
+
 def log_band_powers(patches: torch.Tensor, band_matrix, eps: float = 1e-4) -> torch.Tensor:
     """`(..., L)` -> `(..., num_bands)`: log mean power of each band of every patch.
 
     Hann-windowed FFT of each patch, power normalised by the window's energy, averaged over the band's bins
     (`band_matrix` as `spectral_band_matrix` returns it).
     """
-    window = torch.hann_window(patches.shape[-1], periodic=False, dtype=patches.dtype, device=patches.device)
-    spectrum = torch.fft.rfft(patches * window, dim=-1)  # (..., F)
-    power = spectrum.real.pow(2) + spectrum.imag.pow(2)
-    power = power / window.pow(2).sum()
-    band_power = power @ torch.tensor(band_matrix, dtype=power.dtype, device=power.device)  # (..., bands)
+    window, energy = hann_window(patches.shape[-1], patches.dtype, patches.device)
+    spectrum = torch.view_as_real(torch.fft.rfft(patches * window, dim=-1))  # (..., F, 2): real, imaginary
+    # (..., F, 2) -> (..., 2 * F): squared real and imaginary part of every bin, normalised
+    squares = spectrum.pow(2).flatten(-2) / energy
+    # each bin's row of the band matrix twice, so that one matmul adds real and imaginary parts and averages the band
+    paired_rows = tuple(row for row in band_matrix for _ in range(2))  # (2 * F, bands)
+    band_power = squares @ constant_tensor(paired_rows, squares.dtype, squares.device)  # (..., bands)
     return torch.log(band_power + eps)
 
 
@@ -590,13 +637,15 @@ class PhysioMAEGroupedLinear(nn.Module):
         self.num_groups, self.out_features = len(in_sizes), out_features
         self.group_of_row = [group for group, size in enumerate(in_sizes) for _ in range(size)]
         # (rows, groups, 1): 1 where the row belongs to the group (plain numbers: a constant to torch.compile)
-        self.block_mask = [[[float(group == row_group)] for group in range(self.num_groups)] for row_group in self.group_of_row]
+        self.block_mask = tuple(
+            tuple((float(group == row_group),) for group in range(self.num_groups)) for row_group in self.group_of_row
+        )
         self.weight = nn.Parameter(torch.empty(len(self.group_of_row), out_features))
         self.bias = nn.Parameter(torch.zeros(self.num_groups * out_features))
 
     def block_diagonal_weight(self) -> torch.Tensor:
         """`(sum(in_sizes), num_groups * out_features)`: each row's weights in its group's columns, zeros elsewhere."""
-        block_mask = torch.tensor(self.block_mask, dtype=self.weight.dtype, device=self.weight.device)
+        block_mask = constant_tensor(self.block_mask, self.weight.dtype, self.weight.device)
         # (rows, 1, out) * (rows, groups, 1) -> (rows, groups, out) -> (rows, groups * out)
         return (self.weight.unsqueeze(1) * block_mask).reshape(len(self.group_of_row), -1)
 
@@ -655,8 +704,16 @@ class PhysioMAETokenizer(nn.Module):
             # weight rows: (channel, band), channels in input order
             self.spectral_projection = PhysioMAEGroupedLinear([count * num_bands for count in self.channel_counts], config.hidden_size)
 
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        """`(batch, num_channels, window_length)` -> `(batch, num_modalities, num_patches, hidden_size)`."""
+    def band_powers(self, input_values: torch.Tensor) -> torch.Tensor:
+        """`(batch, num_channels, window_length)` -> `(batch, num_channels, num_patches, num_bands)`: the log band
+        powers of every patch (float32, `log_band_powers`), which the spectral projection reads."""
+        batch_size, num_channels, _ = input_values.shape
+        patches = input_values.reshape(batch_size, num_channels, self.num_patches, -1).float()  # (batch, C, P, L)
+        return log_band_powers(patches, self.band_matrix)
+
+    def forward(self, input_values: torch.Tensor, band_powers: torch.Tensor | None = None) -> torch.Tensor:
+        """`(batch, num_channels, window_length)` -> `(batch, num_modalities, num_patches, hidden_size)`. With the
+        spectral projection, `band_powers` (`band_powers(input_values)`) may be passed in when already computed."""
         batch_size, num_channels, _ = input_values.shape
         num_modalities, num_patches, convolved_length = self.num_modalities, self.num_patches, self.convolved_length
         # (batch, C, window) -> (batch, C, P, L) -> windows (batch, C, P, T, kernel)
@@ -668,9 +725,10 @@ class PhysioMAETokenizer(nn.Module):
         features = features.reshape(batch_size * num_patches, convolved_length, num_modalities, -1).permute(2, 0, 1, 3)
         tokens = self.projection(features.reshape(num_modalities, batch_size * num_patches, -1))  # (M, batch * P, hidden)
         if self.spectral_projection is not None:
-            # (batch, C, P, L) -> bands (batch, C, P, bands) -> (batch, P, C, bands) -> (batch * P, C * bands)
-            patches = input_values.reshape(batch_size, num_channels, num_patches, -1).float()
-            spectra = log_band_powers(patches, self.band_matrix).transpose(1, 2).reshape(batch_size * num_patches, -1)
+            if band_powers is None:
+                band_powers = self.band_powers(input_values)
+            # (batch, C, P, bands) -> (batch, P, C, bands) -> (batch * P, C * bands)
+            spectra = band_powers.transpose(1, 2).reshape(batch_size * num_patches, -1)
             # (batch * P, M * hidden) -> (batch * P, M, hidden), added as (M, batch * P, hidden)
             spectral_tokens = self.spectral_projection(spectra.to(tokens.dtype)).reshape(batch_size * num_patches, num_modalities, -1)
             tokens = tokens + spectral_tokens.transpose(0, 1)
@@ -710,9 +768,10 @@ class PhysioMAEEmbeddings(nn.Module):
         init.trunc_normal_(self.modality_embeddings, std=std, a=-2 * std, b=2 * std)
         init.trunc_normal_(self.time_position_embeddings, std=std, a=-2 * std, b=2 * std)
 
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_values: torch.Tensor, band_powers: torch.Tensor | None = None) -> torch.Tensor:
+        """`band_powers`: the tokenizer's log band powers when already computed (see `PhysioMAETokenizer`)."""
         batch_size = input_values.shape[0]
-        tokens = self.tokenizer(input_values)  # (batch, M, P, hidden)
+        tokens = self.tokenizer(input_values, band_powers)  # (batch, M, P, hidden)
         # (M, 1, hidden) + (P, hidden) -> (M, P, hidden), broadcast over the batch
         tokens = tokens + (self.modality_embeddings[:, None] + self.time_position_embeddings)
         # (batch, M, P, hidden) -> (batch, M * P, hidden)
@@ -797,17 +856,18 @@ class PhysioMAEMasking(nn.Module):
         probability = self.config.modality_dropout_prob
         if not self.training or probability <= 0.0:
             return no_drop
-        coins = modality_dropout_noise[:, 0] < probability  # (batch,)
         if self.config.modality_dropout_mode == "batch":
+            coin, choice = modality_dropout_noise[0, :2].unbind()  # row 0 only
             candidates = droppable.all(dim=0)  # (M,)
             candidates = torch.where(candidates.any(), candidates, droppable.any(dim=0))
-            num_candidates = candidates.sum()
-            # the k-th candidate, k = int(u * number of candidates): where the running count of candidates reaches k + 1
-            rank = torch.minimum((modality_dropout_noise[0, 1] * num_candidates).long(), num_candidates - 1)
-            chosen = (candidates & (candidates.long().cumsum(0) == rank + 1)).long().argmax()
-            chosen = chosen.expand(batch_size)  # (batch,), a tensor throughout: no host read of the choice
-            drop = coins[0] & (num_candidates > 0) & droppable.gather(1, chosen[:, None]).squeeze(1)
+            running_count = candidates.cumsum(0)  # (M,), its last entry the number of candidates
+            # the k-th candidate, k = int(u * number of candidates): the first place the running count exceeds k
+            rank = torch.minimum((choice * running_count[-1]).long(), running_count[-1] - 1)
+            chosen = torch.searchsorted(running_count, rank[None], right=True)  # (1,), a tensor: no host read
+            # (without candidates droppable is all False: nothing is dropped)
+            drop = (coin < probability) & droppable.index_select(1, chosen).squeeze(1)  # (batch,)
             return torch.where(drop, chosen, no_drop)
+        coins = modality_dropout_noise[:, 0] < probability  # (batch,)
         # per sample: own coin, uniform among own droppable modalities
         scores = modality_dropout_noise[:, 1:].masked_fill(~droppable, -1.0)
         choice = scores.argmax(dim=1)
@@ -852,9 +912,10 @@ class PhysioMAEMasking(nn.Module):
                 raise ValueError(f"{name} must have shape {shape} (batch_size={batch_size}); got {tuple(value.shape)}")
 
         dropped = self.select_dropped_modality(modality_mask, modality_dropout_noise.to(device), dropped_modality)
-        is_dropped = torch.arange(num_modalities, device=device)[None, :] == dropped[:, None]  # (batch, M)
+        modality_ids = constant_tensor(tuple(range(num_modalities)), torch.long, device)
+        not_dropped = modality_ids != dropped[:, None]  # (batch, M)
         token_present = expand_to_tokens(modality_mask, config.num_patches)  # (batch, M * P)
-        candidates = expand_to_tokens(modality_mask & ~is_dropped, config.num_patches)
+        candidates = expand_to_tokens(modality_mask & not_dropped, config.num_patches)
         ids_keep, visible_token_mask, ids_restore, kept = random_masking(candidates, config.mask_ratio, noise.to(device))
         return dropped, ids_keep, visible_token_mask, ids_restore, token_present & ~kept
 
@@ -865,8 +926,10 @@ class PhysioMAEMasking(nn.Module):
 class PhysioMAEAttention(nn.Module):
     """
     Multi-head self-attention with `torch.nn.functional.scaled_dot_product_attention` and a boolean mask (True =
-    may attend); queries, keys and values come from one fused projection (`qkv`: rows queries, keys, values). With
-    `output_attentions=True` the weights are computed explicitly (same numbers up to float rounding) and returned.
+    may attend) or the additive float mask made of one (`additive_attention_mask`); queries, keys and values come
+    from one fused projection (`qkv`: rows queries, keys, values). With `output_attentions=True` the weights are
+    computed explicitly (same numbers up to float rounding) and returned. It reads and returns the tokens of all
+    sequences as rows, `(batch_size * length, hidden_size)`, so that its linear layers are plain 2-D matmuls.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, dropout_prob: float):
@@ -880,12 +943,15 @@ class PhysioMAEAttention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        attention_mask: torch.BoolTensor | None = None,
+        batch_size: int,
+        attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch_size, length, hidden_size = hidden_states.shape
-        # (batch, length, 3 * hidden) -> (3, batch, heads, length, head_dim)
-        qkv = self.qkv(hidden_states).reshape(batch_size, length, 3, self.num_heads, self.head_dim)
+        """hidden_states `(batch_size * length, hidden)` -> `(batch_size * length, hidden)` and the attention weights
+        `(batch_size, heads, length, length)` when `output_attentions`."""
+        hidden_size = hidden_states.shape[-1]
+        # (batch * length, 3 * hidden) -> (batch, length, 3, heads, head_dim) -> (3, batch, heads, length, head_dim)
+        qkv = self.qkv(hidden_states).view(batch_size, -1, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         dropout_prob = self.dropout_prob if self.training else 0.0
 
@@ -893,14 +959,16 @@ class PhysioMAEAttention(nn.Module):
         if output_attentions:
             # (batch, heads, queries, keys)
             scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(self.head_dim)
-            if attention_mask is not None:
+            if attention_mask is not None and attention_mask.dtype == torch.bool:
                 scores = scores.masked_fill(~attention_mask, float("-inf"))
+            elif attention_mask is not None:
+                scores = scores + attention_mask
             attention_weights = scores.softmax(dim=-1)
             context = torch.matmul(F.dropout(attention_weights, p=dropout_prob, training=self.training), value)
         else:
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout_prob)
-        # (batch, heads, queries, head_dim) -> (batch, queries, hidden)
-        context = context.transpose(1, 2).reshape(batch_size, length, hidden_size)
+        # (batch, heads, queries, head_dim) -> (batch, queries, heads, head_dim) -> (batch * queries, hidden)
+        context = context.transpose(1, 2).reshape(-1, hidden_size)
         return self.output(context), attention_weights
 
 
@@ -931,14 +999,20 @@ class PhysioMAELayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.BoolTensor | None = None, output_attentions: bool = False
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states `(batch, length, hidden)`; attention_mask boolean (True = may attend) or additive, broadcast
+        to `(batch, heads, length, length)`. Returns `(batch, length, hidden)` and the attention weights."""
+        batch_size, length, hidden_size = hidden_states.shape
+        # (batch, length, hidden) -> (batch * length, hidden): every linear layer is one 2-D matmul
+        hidden_states = hidden_states.reshape(batch_size * length, hidden_size)
         attention_output, attention_weights = self.attention(
-            self.layernorm_before(hidden_states), attention_mask=attention_mask, output_attentions=output_attentions
+            self.layernorm_before(hidden_states), batch_size, attention_mask=attention_mask,
+            output_attentions=output_attentions,
         )
         hidden_states = hidden_states + self.dropout(attention_output)
         hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
-        return hidden_states, attention_weights
+        return hidden_states.view(batch_size, length, hidden_size), attention_weights
 
 
 class PhysioMAEEncoder(nn.Module):
@@ -976,7 +1050,7 @@ class PhysioMAEStackedAttention(nn.Module):
     `num_groups` independent multi-head attentions (one per modality decoder) in one batched pass.
     Queries `(groups, batch * queries, width)`; keys and values from `key_value_states` `(groups, batch * keys,
     width)` (cross-attention) or the queries (self-attention), one fused projection for both; `attention_mask`
-    `(groups * batch, 1, 1, keys)` bool, True = may attend.
+    `(groups * batch, 1, 1, keys)`, bool (True = may attend) or additive (`additive_attention_mask`).
     """
 
     def __init__(self, num_groups: int, width: int, num_heads: int, dropout_prob: float):
@@ -1043,12 +1117,11 @@ class PhysioMAEStackedDecoderLayer(nn.Module):
     ) -> torch.Tensor:
         """queries `(groups, query_batch * P, width)` with `query_batch` 1 (the first layer's queries are the same
         for every window: its self-attention runs once and is then broadcast) or `batch_size`; memory `(groups,
-        batch * keys, width)`, memory_mask `(groups * batch, 1, 1, keys)`. Returns `(groups, batch * P, width)`."""
-        num_groups, rows, width = queries.shape
-        query_batch = batch_size if rows == batch_size * self.num_patches else 1
+        batch * keys, width)`, memory_mask `(groups * batch, 1, 1, keys)` (additive). Returns `(groups, batch * P, width)`."""
+        query_batch = batch_size if queries.shape[1] == batch_size * self.num_patches else 1
         queries = queries + self.dropout(self.self_attention(self.layernorm_self(queries), query_batch))
         if query_batch != batch_size:  # (groups, P, width) -> (groups, batch * P, width)
-            queries = queries[:, None].expand(-1, batch_size, -1, -1).reshape(num_groups, batch_size * rows, width)
+            queries = queries.repeat(1, batch_size, 1)  # row b * P + p is query p
         cross = self.cross_attention(
             self.layernorm_cross(queries), batch_size, key_value_states=memory, attention_mask=memory_mask
         )
@@ -1095,14 +1168,14 @@ class PhysioMAEModalityDecoders(nn.Module):
         num_patches = self.config.num_patches
         # (batch * keys, hidden) -> (groups, batch * keys, decoder_hidden): each decoder's own projection
         memory = self.encoder_projection(memory.reshape(1, -1, hidden_size).expand(groups, -1, -1))
-        # (batch, keys) -> (groups * batch, 1, 1, keys), the same for every decoder
-        memory_mask = memory_mask.view(1, batch_size, 1, 1, num_keys).expand(groups, -1, -1, -1, -1).reshape(-1, 1, 1, num_keys)
+        # (batch, keys) -> additive (groups * batch, 1, 1, keys), the same for every decoder
+        memory_mask = additive_attention_mask(memory_mask, memory.dtype).repeat(groups, 1).view(-1, 1, 1, num_keys)
         # (groups, P, width): the same queries for every window; the first layer broadcasts them over the batch
         # after its self-attention, unless dropout makes each window's different
         queries = self.mask_token + self.time_position_embeddings
         dropout_active = self.training and (self.config.hidden_dropout_prob > 0 or self.config.attention_probs_dropout_prob > 0)
         if dropout_active:  # -> (groups, batch * P, width)
-            queries = queries[:, None].expand(-1, batch_size, -1, -1).reshape(groups, batch_size * num_patches, -1)
+            queries = queries.repeat(1, batch_size, 1)  # row b * P + p is query p
         for layer in self.layers:
             queries = layer(queries, memory, memory_mask, batch_size)
         # (groups, batch * P, target_width) -> (batch, groups, P, target_width)
@@ -1148,22 +1221,24 @@ class PhysioMAEInPlaceDecoder(nn.Module):
         self,
         encoder_hidden_states: torch.Tensor,
         ids_keep: torch.LongTensor,
-        kept: torch.BoolTensor,
+        visible_token_mask: torch.BoolTensor,
         token_present: torch.BoolTensor,
     ) -> torch.Tensor:
         """
         Args:
             encoder_hidden_states (`(batch, max_visible, hidden_size)`): encoder output of the visible tokens.
             ids_keep (`(batch, max_visible)` long): their positions in the full sequence (padding slots point
-                at hidden tokens and are discarded).
-            kept (`(batch, M * P)` bool): visible tokens in sequence order.
+                at distinct hidden tokens and are discarded).
+            visible_token_mask (`(batch, max_visible)` bool): True for real visible tokens, False for padding.
             token_present (`(batch, M * P)` bool): tokens of present modalities (dropped one included).
         Returns:
             `(batch, num_modalities, num_patches, target_width)` predictions.
         """
         config = self.config
-        batch_size, sequence_length = kept.shape
+        batch_size, sequence_length = token_present.shape
         width = config.decoder_hidden_size
+        # (batch, max_visible) scattered to (batch, M * P): the visible tokens in sequence order
+        kept = token_present.new_zeros(batch_size, sequence_length).scatter(1, ids_keep, visible_token_mask)
         visible = self.encoder_projection(encoder_hidden_states)  # (batch, max_visible, decoder_hidden)
         # (batch, max_visible, width) scattered to (batch, M * P, width); ids_keep holds distinct positions
         placed = visible.new_zeros(batch_size, sequence_length, width).scatter(
@@ -1176,129 +1251,12 @@ class PhysioMAEInPlaceDecoder(nn.Module):
         tokens = tokens.reshape(batch_size, sequence_length, width)
         token_modalities = token_modality_ids(config, kept.device)[None].expand(batch_size, -1)
         attention_mask = build_attention_mask(token_present, token_modalities, config.fusion == "late")
+        attention_mask = additive_attention_mask(attention_mask, tokens.dtype)  # converted once for every layer
         for layer in self.layers:
             tokens, _ = layer(tokens, attention_mask=attention_mask)
         # (batch, M * P, width) -> (M, batch, P, width) -> heads -> (batch, M, P, target_width)
         tokens = self.layernorm(tokens).reshape(batch_size, config.num_modalities, config.num_patches, width)
         return self.heads(tokens.transpose(0, 1)).transpose(0, 1)
-
-
-# ----------------------------------------------------------------------------------------------
-# Folders saved before the per-modality weights were stacked
-# ----------------------------------------------------------------------------------------------
-PER_MODALITY_KEY = re.compile(
-    r"(^|\.)(embeddings\.tokenizers\.\d+\.|decoders\.\d+\.|decoder\.heads\.\d+\.|projections\.\d+\.|target_(mean|std|weight)_\d+$"
-    r"|attention\.(query|key|value)\.(weight|bias)$|band_matrix$)"
-)
-"""State-dict keys of the per-modality layout (one module per modality and separate query / key / value
-projections, PhysioMAE before 2026-12-02)."""
-
-
-@torch.no_grad()
-def load_per_modality_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, list[str]]:
-    """
-    Load the entries of `state_dict` that are in the per-modality layout (`PER_MODALITY_KEY`: one tokenizer,
-    decoder, head or projection module per modality, one target-statistics buffer per modality) into `model`'s
-    stacked weights, in place; their padding is set to zero. Returns `{"loaded": legacy keys used, "filled":
-    model keys written}`; entries in today's layout are left to the caller.
-    """
-    modules = dict(model.named_modules())
-
-    def module(path: str) -> nn.Module:
-        for candidate in (path, path.removeprefix(f"{model.base_model_prefix}."), f"{model.base_model_prefix}.{path}"):
-            if candidate in modules:
-                return modules[candidate], candidate
-        return None, None  # e.g. a decoder weight read by the encoder alone: not needed
-
-    def zero_padding_once(path: str, stacked: nn.Module) -> None:
-        if path not in zeroed:
-            zeroed.add(path)
-            for name, tensor in stacked.named_parameters(recurse=False):
-                tensor.zero_()
-                filled.append(f"{path}.{name}")
-
-    loaded, filled, zeroed, tokenizers, fused = [], [], set(), {}, {}
-    target_index = getattr(model, "target_index", None)
-    for key, value in state_dict.items():
-        if not PER_MODALITY_KEY.search(key):
-            continue
-        if re.fullmatch(r"(.*\.)?band_matrix", key):  # saved by early versions; today derived from the config
-            loaded.append(key)
-        elif (match := re.fullmatch(r"(.*\.)?attention\.(query|key|value)\.(weight|bias)", key)) and "decoders." not in key:
-            # a self-attention (encoder, in-place decoder): today one fused qkv projection, rows queries, keys, values
-            fused.setdefault((match[1] or "", match[3]), {})[match[2]] = value
-            loaded.append(key)
-        elif match := re.fullmatch(r"(.*?)embeddings\.tokenizers\.(\d+)\.(\w+)\.(weight|bias)", key):
-            tokenizers.setdefault((match[1], int(match[2])), {}).setdefault(match[3], {})[match[4]] = value
-            loaded.append(key)
-        elif match := re.fullmatch(r"(.*?)target_(mean|std|weight)_(\d+)", key):
-            if not hasattr(model, f"target_{match[2]}"):
-                continue
-            loaded.append(key)
-            buffer, modality = getattr(model, f"target_{match[2]}"), int(match[3])
-            if f"target_{match[2]}" not in filled:
-                buffer.fill_(1.0 if match[2] == "std" else 0.0)
-                filled.append(f"target_{match[2]}")
-            buffer[modality, target_index[modality]] = value.to(buffer.dtype)
-        elif match := re.fullmatch(r"(.*?)decoders\.(\d+)\.(mask_token|time_position_embeddings)", key):
-            stacked, path = module(f"{match[1]}decoder")
-            if stacked is None:
-                continue
-            loaded.append(key)
-            getattr(stacked, match[3])[int(match[2])] = value[0].to(getattr(stacked, match[3]).dtype)
-            filled.append(f"{path}.{match[3]}")
-        else:  # a Linear or LayerNorm of one modality's decoder, head or projection
-            match = re.fullmatch(r"(.*?)(?:decoders\.(\d+)\.(.+)|decoder\.heads\.(\d+)|projections\.(\d+))\.(weight|bias)", key)
-            if match is None:
-                raise KeyError(f"{key!r}: not a per-modality weight PhysioMAE knows")
-            column_offset = 0
-            if match[2] is not None:
-                modality, path_in_decoder = int(match[2]), match[3]
-                if path_in_decoder.endswith((".key", ".value")):  # today one fused projection: keys, then values
-                    attention, part = path_in_decoder.rsplit(".", 1)
-                    path_in_decoder = f"{attention}.key_value"
-                    column_offset = 0 if part == "key" else value.shape[0]
-                stacked_path = f"{match[1]}decoder.{path_in_decoder}"
-            elif match[4] is not None:
-                modality, stacked_path = int(match[4]), f"{match[1]}decoder.heads"
-            else:
-                modality, stacked_path = int(match[5]), f"{match[1]}projections"
-            stacked, path = module(stacked_path)
-            if stacked is None:
-                continue
-            loaded.append(key)
-            zero_padding_once(path, stacked)
-            if isinstance(stacked, PhysioMAEStackedLayerNorm):
-                getattr(stacked, match[6])[modality, 0] = value.to(stacked.weight.dtype)
-                continue
-            head = stacked_path.endswith(("decoder.prediction", "decoder.heads"))
-            out_index = target_index[modality] if head else range(column_offset, column_offset + value.shape[0])
-            stacked.load_group(modality, **{match[6]: value}, out_index=out_index)
-    for (prefix, kind), parts in fused.items():
-        attention, path = module(f"{prefix}attention")
-        if attention is None:
-            loaded = [key for key in loaded if not key.startswith(f"{prefix}attention.")]
-            continue
-        getattr(attention.qkv, kind).copy_(torch.cat([parts["query"], parts["key"], parts["value"]]))
-        filled.append(f"{path}.qkv.{kind}")
-    for (prefix, modality), parts in sorted(tokenizers.items()):
-        tokenizer, path = module(f"{prefix}embeddings.tokenizer")
-        if tokenizer is None:
-            continue
-        for name, part in tokenizer.named_children():
-            if isinstance(part, (PhysioMAEStackedLinear, PhysioMAEGroupedLinear)):
-                zero_padding_once(f"{path}.{name}", part)
-        tokenizer.load_modality(modality, parts["convolution"], parts["projection"], parts.get("spectral_projection"))
-    return {"loaded": loaded, "filled": filled}
-
-
-def read_saved_state_dict(pretrained_model_name_or_path, **hub_kwargs) -> dict[str, torch.Tensor]:
-    """The tensors of a saved folder or Hub repository's `model.safetensors` (single file, as PhysioMAE saves)."""
-    from safetensors.torch import load_file
-    from transformers.utils import cached_file
-
-    path = cached_file(pretrained_model_name_or_path, "model.safetensors", **hub_kwargs)
-    return load_file(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1320,30 +1278,6 @@ class PhysioMAEPreTrainedModel(PreTrainedModel):
     # PhysioMAEAttention always runs torch's scaled_dot_product_attention (explicit weights only with
     # output_attentions=True), so `attn_implementation="sdpa"` is true; the config's choice is not consulted.
     _supports_sdpa = True
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, which also reads folders saved with one module per modality (before
-        the per-modality weights were stacked, see `load_per_modality_state_dict`): their weights are converted
-        on the way in, and a warning says so."""
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
-        legacy = [key for key in loading_info["unexpected_keys"] if PER_MODALITY_KEY.search(key)]
-        if not legacy:
-            return (model, loading_info) if output_loading_info else model
-        hub_kwargs = {name: kwargs[name] for name in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if name in kwargs}
-        state_dict = read_saved_state_dict(pretrained_model_name_or_path, **hub_kwargs)
-        converted = load_per_modality_state_dict(model, state_dict)
-        if converted["loaded"]:
-            loading_info["unexpected_keys"] = [key for key in loading_info["unexpected_keys"] if key not in converted["loaded"]]
-            loading_info["missing_keys"] = [key for key in loading_info["missing_keys"] if key not in converted["filled"]]
-            logger.warning(
-                f"{pretrained_model_name_or_path}: saved with one module per modality (PhysioMAE before the stacked "
-                f"per-modality weights); converted {len(converted['loaded'])} tensors. Save it again to store today's layout."
-            )
-        return (model, loading_info) if output_loading_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As `PreTrainedModel.save_pretrained` (so also `push_to_hub` and Trainer checkpoints), plus what makes the
@@ -1422,6 +1356,33 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
 
+    def draw_masking_noise(
+        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""
+        Draw the masking's randomness for one batch, as `forward(apply_masking=True)` would draw it from `generator`.
+
+        `torch.compile` cannot trace draws from a `torch.Generator`, so a training loop that compiles the model
+        draws here, outside the compiled forward, and passes the result as `noise` and `modality_dropout_noise`:
+        the same generator state gives the same masking whether the model draws or the caller does.
+
+        Args:
+            batch_size (`int`): windows in the batch.
+            generator (`torch.Generator`, *optional*): source of the draws (no seeding inside); default torch's
+                global generator.
+            device (`torch.device` or `str`, *optional*): where the draws are returned; default the generator's
+                device (CPU without a generator).
+
+        Returns:
+            noise (`torch.FloatTensor` of shape `(batch_size, num_modalities * num_patches)`): uniform masking sort
+                keys (smaller = kept first).
+            modality_dropout_noise (`torch.FloatTensor` of shape `(batch_size, 1 + num_modalities)`): uniform input
+                modality dropout draws (column 0 the coin, the others the choice, see [`PhysioMAEMasking`]); drawn
+                only when random modality dropout is on (training mode, `config.modality_dropout_prob > 0`), zeros
+                otherwise, so a plain MAE takes only `noise` from `generator`.
+        """
+        return self.masking.draw_noise(batch_size, generator, device)
+
     def forward(
         self,
         input_values: torch.Tensor,
@@ -1459,7 +1420,7 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
                 Only with `apply_masking=True`.
             generator (`torch.Generator`, *optional*): source of the masking randomness not passed in (no seeding
                 inside); default torch's global generator. `torch.compile` cannot trace generator draws: a compiled
-                model gets `noise` and `modality_dropout_noise` from `self.masking.draw_noise` instead.
+                model gets `noise` and `modality_dropout_noise` from [`~PhysioMAEModel.draw_masking_noise`] instead.
             output_attentions, output_hidden_states, return_dict: as in transformers.
             kwargs: ignored (tolerates extra columns passed by training loops).
         """
@@ -1474,7 +1435,7 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
         config = self.config
         batch_size = input_values.shape[0]
         token_modalities = token_modality_ids(config, input_values.device)  # (M * P,)
-        mask = ids_restore = dropped = None
+        mask = ids_restore = dropped = ids_keep = band_powers = None
         if apply_masking:
             # drawn before the embeddings run, so that their dropout sees the same global random state
             dropped, ids_keep, token_mask, ids_restore, hidden = self.masking(
@@ -1486,12 +1447,16 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
             )
             mask = hidden.to(input_values.dtype)  # (batch, M * P), 1 = hidden
 
-        embeddings = self.embeddings(input_values)  # (batch, M * P, hidden)
+        if apply_masking and self.embeddings.tokenizer.spectral_projection is not None:
+            # returned with the output, for a log band power reconstruction target
+            band_powers = self.embeddings.tokenizer.band_powers(input_values)  # (batch, C, P, bands)
+        embeddings = self.embeddings(input_values, band_powers)  # (batch, M * P, hidden)
         if apply_masking:
             # (batch, M * P, hidden) -> (batch, max_visible, hidden): the visible tokens, padding slots zeroed
             embeddings = torch.gather(embeddings, 1, ids_keep[:, :, None].expand(-1, -1, embeddings.shape[-1]))
-            embeddings = embeddings * token_mask[:, :, None].to(embeddings.dtype)
-            token_modalities = token_modalities[ids_keep]  # (batch, max_visible)
+            token_weight = token_mask[:, :, None].to(embeddings.dtype)  # (batch, max_visible, 1)
+            embeddings = embeddings * token_weight
+            token_modalities = token_modalities[ids_keep] if config.fusion == "late" else None  # (batch, max_visible)
         else:
             token_mask = expand_to_tokens(modality_mask, config.num_patches)  # (batch, M * P)
             token_modalities = token_modalities[None].expand(batch_size, -1)
@@ -1499,10 +1464,16 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
         attention_mask = build_attention_mask(token_mask, token_modalities, config.fusion == "late")
         if config.fusion == "early" and not apply_masking and not is_compiling() and bool(token_mask.all()):
             attention_mask = None  # nothing to mask (inference on complete windows): lets CUDA use FlashAttention
+        if attention_mask is not None:  # converted once for every layer
+            attention_mask = additive_attention_mask(attention_mask, embeddings.dtype)
         sequence_output, hidden_states, attentions = self.encoder(
             embeddings, attention_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
-        sequence_output = self.layernorm(sequence_output).masked_fill(~token_mask[:, :, None], 0.0)
+        sequence_output = self.layernorm(sequence_output)
+        if apply_masking:  # padding rows zeroed
+            sequence_output = sequence_output * token_weight
+        else:
+            sequence_output = sequence_output.masked_fill(~token_mask[:, :, None], 0.0)
         # the pooled embedding is over every present token; a masked output has no such meaning
         pooled_output = None if apply_masking else pool_tokens(sequence_output, token_mask, config)
 
@@ -1515,6 +1486,10 @@ class PhysioMAEModel(PhysioMAEPreTrainedModel):
             mask=mask,
             ids_restore=ids_restore,
             dropped_modality=dropped,
+            ids_keep=ids_keep,
+            input_values=input_values if apply_masking else None,
+            modality_mask=modality_mask,
+            log_band_powers=band_powers,
         )
         return output if return_dict else output.to_tuple()
 
@@ -1555,6 +1530,11 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
                 self.target_index[modality] += list(range(offset, offset + count * part_widths[part]))
             offset += self.padding.max_channels * part_widths[part]
         self.target_width = offset
+        # (M * P + 1, M): the one-hot modality of every token, then an all-zero row (the bottleneck's pooling weights)
+        self.token_one_hot = tuple(
+            tuple(float(token // config.num_patches == modality) for modality in range(config.num_modalities))
+            for token in range(config.num_modalities * config.num_patches)
+        ) + (tuple(0.0 for _ in range(config.num_modalities)),)
         if config.decoder_type == "in_place":
             self.decoder = PhysioMAEInPlaceDecoder(config, self.target_width)
         else:  # "cross_attention" / "bottleneck": one decoder per modality
@@ -1565,6 +1545,13 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
         self.register_buffer("target_std", torch.ones(shape))
         self.register_buffer("target_weight", torch.stack([self.padded_part_weights(index) for index in range(shape[0])]))
         self.post_init()
+
+    def draw_masking_noise(
+        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masking draws `(noise, modality_dropout_noise)` of one batch, for `forward`'s `noise` and
+        `modality_dropout_noise`: see [`PhysioMAEModel.draw_masking_noise`]."""
+        return self.physiomae.draw_masking_noise(batch_size, generator, device)
 
     # -------------------------------------------------------------- reconstruction targets
     def target_part_sizes(self, num_channels: int) -> list[int]:
@@ -1604,8 +1591,10 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
                 per_modality.append(values.index_select(-1, torch.tensor(index, device=padded.device)))
         return tuple(per_modality)
 
-    def raw_targets(self, input_values: torch.Tensor) -> torch.Tensor:
-        """Unstandardised targets of every modality, `(batch, num_modalities, num_patches, target_width)`."""
+    def raw_targets(self, input_values: torch.Tensor, band_powers: torch.Tensor | None = None) -> torch.Tensor:
+        """Unstandardised targets of every modality, `(batch, num_modalities, num_patches, target_width)`.
+        `band_powers` (`(batch, num_channels, num_patches, num_bands)`): `log_band_powers` of the patches when
+        already computed (the encoder output's `log_band_powers`)."""
         config = self.config
         batch_size, num_channels, _ = input_values.shape
         num_modalities, max_channels, num_patches = self.padding.num_modalities, self.padding.max_channels, config.num_patches
@@ -1627,8 +1616,10 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
                 parts.append(patches)
             else:
                 # (batch, C, window) -> (batch, C, P, L) -> bands (batch, C, P, bands), padded
-                patches = input_values.reshape(batch_size, num_channels, num_patches, -1).float()
-                powers = self.padding.pad(log_band_powers(patches, self.band_matrix))  # (batch, M, max_channels, P, bands)
+                if band_powers is None:
+                    patches = input_values.reshape(batch_size, num_channels, num_patches, -1).float()
+                    band_powers = log_band_powers(patches, self.band_matrix)
+                powers = self.padding.pad(band_powers)  # (batch, M, max_channels, P, bands)
                 powers = powers.permute(0, 1, 3, 2, 4).reshape(batch_size, num_modalities, num_patches, -1)
                 parts.append(powers.to(input_values.dtype))
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
@@ -1674,13 +1665,16 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
 
     # -------------------------------------------------------------- loss
     def forward_loss(
-        self, input_values: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor
+        self, input_values: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor,
+        band_powers: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         Args:
             input_values (`(batch, num_channels, window_length)`): the true signals.
             predictions (`(batch, M, P, target_width)`): in standardised target units, padded layout.
             mask (`(batch, M * P)`): 1 = hidden (scored).
+            band_powers (`(batch, num_channels, num_patches, num_bands)`, *optional*): the patches' log band powers
+                when already computed (see `raw_targets`).
         Returns:
             loss `()`, loss_per_modality `(M,)` (NaN where the modality has no hidden patch), the summed
             weighted squared error `(M,)` and the summed weighted squared standardised target `(M,)` over
@@ -1690,7 +1684,7 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
         batch_size, num_modalities, num_patches, _ = predictions.shape
         # (M, width) -> (M, 1, width), broadcast over batch and patches
         mean, std, weight = (buffer[:, None] for buffer in (self.target_mean, self.target_std, self.target_weight))
-        targets = (self.raw_targets(input_values) - mean) / std  # (batch, M, P, width)
+        targets = (self.raw_targets(input_values, band_powers) - mean) / std  # (batch, M, P, width)
         patch_error = ((predictions - targets).pow(2) * weight).sum(dim=-1)  # (batch, M, P)
         patch_reference = (targets.pow(2) * weight).sum(dim=-1)
         hidden = mask.reshape(batch_size, num_modalities, num_patches)
@@ -1746,32 +1740,32 @@ class PhysioMAEForPreTraining(PhysioMAEPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        # the encoder checked the inputs; the targets are computed from the same prepared signals (absent
-        # modalities zeroed), prepared again here without the checks
-        input_values, modality_mask = validate_and_prepare_inputs(
-            config, input_values, modality_mask, self.physiomae.embeddings.modality_embeddings.dtype, check_values=False
-        )
+        # the targets come from the signals as the encoder read them (checked, absent modalities zeroed)
+        input_values = outputs.input_values  # (batch, num_channels, window_length)
         sequence_output = outputs.last_hidden_state  # (batch, max_visible, hidden)
         visible_token_mask = outputs.token_mask  # (batch, max_visible)
+        ids_keep = outputs.ids_keep  # (batch, max_visible), positions in the M * P sequence
         mask = outputs.mask  # (batch, M * P), 1 = hidden and scored
-        ids_keep, kept = visible_token_positions(outputs.ids_restore, visible_token_mask)
 
         if config.decoder_type == "in_place":
-            token_present = expand_to_tokens(modality_mask, config.num_patches)  # the dropped modality included
-            predictions = self.decoder(sequence_output, ids_keep, kept, token_present)
+            token_present = expand_to_tokens(outputs.modality_mask, config.num_patches)  # the dropped modality included
+            predictions = self.decoder(sequence_output, ids_keep, visible_token_mask, token_present)
         elif config.decoder_type == "bottleneck":
-            visible_modalities = token_modality_ids(config, input_values.device)[ids_keep]  # (batch, max_keep)
-            # (batch, max_keep, M) one-hot of each real visible token's modality
-            membership = F.one_hot(visible_modalities, config.num_modalities).to(sequence_output.dtype)
-            membership = membership * visible_token_mask[:, :, None].to(sequence_output.dtype)
+            sequence_length = config.num_modalities * config.num_patches
+            real_ids = ids_keep.masked_fill(~visible_token_mask, sequence_length)  # (batch, max_keep), padding -> M * P
+            # (batch, max_keep, M): one-hot of each real visible token's modality (padding rows all zero)
+            membership = constant_tensor(self.token_one_hot, sequence_output.dtype, sequence_output.device)[real_ids]
             counts = membership.sum(dim=1)  # (batch, M)
-            # (batch, M, hidden): mean of each modality's visible tokens, the only thing the decoders see
-            pooled = torch.einsum("bkm,bkh->bmh", membership, sequence_output) / counts.clamp(min=1.0)[:, :, None]
+            # (batch, M, max_keep) @ (batch, max_keep, hidden): mean of each modality's visible tokens, the only
+            # thing the decoders see
+            pooled = torch.bmm(membership.transpose(1, 2), sequence_output) / counts.clamp(min=1.0)[:, :, None]
             predictions = self.decoder(pooled, counts > 0)
         else:
             predictions = self.decoder(sequence_output, visible_token_mask)
         # predictions: (batch, M, P, target_width)
-        loss, loss_per_modality, error_sums, reference_sums, targets = self.forward_loss(input_values, predictions, mask)
+        loss, loss_per_modality, error_sums, reference_sums, targets = self.forward_loss(
+            input_values, predictions, mask, outputs.log_band_powers
+        )
         reconstruction = None
         if "waveform" in self.target_parts:
             # the waveform part of every prediction, back in input units: (batch, num_channels, window_length)
@@ -1994,7 +1988,7 @@ class PhysioMAEForContrastivePreTraining(PhysioMAEPreTrainedModel):
             return_dict=True,
         )
         config = self.config
-        modality_mask = outputs.token_mask.reshape(-1, config.num_modalities, config.num_patches)[:, :, 0]
+        modality_mask = outputs.modality_mask  # (batch, M)
         pooled = per_modality_mean(
             outputs.last_hidden_state, outputs.token_mask, config.num_modalities, config.num_patches
         )  # (batch, M, hidden)
