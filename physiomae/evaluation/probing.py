@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from dataset_scripts.labels import STAGE_NAMES
 from physiomae.metrics.arousal_auprc.arousal_scores import binary_auroc, challenge_gross_auprc
@@ -358,8 +359,16 @@ def fit_probe(
 
     With fewer than two records, CV is impossible and C=1 is used (said in `selection_note`). The probe is fitted in
     float32, the features' precision (the embeddings and band powers are float32; L-BFGS in float32 takes about half
-    the time of float64 and reaches the same optimum within its tolerance).
+    the time of float64 and reaches the same optimum within its tolerance). BLAS runs on one thread here: L-BFGS
+    makes many small matrix products, and splitting them over threads costs more than they take (on 2 cores, a
+    3,420 x 64 probe with its CV took 0.22 s on one OpenBLAS thread and 5.6 s on two;
+    `benchmarks/RESULTS.md`).
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_probe(features, labels, groups, c_grid, num_folds, max_iter)
+
+
+def _fit_probe(features, labels, groups, c_grid, num_folds, max_iter) -> FittedProbe:
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels)
     if len(features) != len(labels) or len(labels) != len(groups):

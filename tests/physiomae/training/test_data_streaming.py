@@ -7,24 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from physiomae.training.checkpoints import list_checkpoints
-from test_pretraining import assert_same_weights, base_arguments, export_weights, read_log, run_train, write_tiny_dataset
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread (shared 2-core machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    return write_tiny_dataset(tmp_path_factory.mktemp("tiny-dataset") / "dataset", num_pretrain=24)
+from test_pretraining import (  # noqa: F401  (one_torch_thread, tiny_dataset: the training tests' fixtures)
+    assert_same_weights, base_arguments, export_weights, one_torch_thread, read_log, run_train, tiny_dataset,
+)
 
 
 def streaming_arguments(dataset, output_dir, *extra):
