@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from physiomae.config_files import read_yaml_mapping, resolve_config
+from physiomae.io import atomic_write_text
 from physiomae.strategies import STRATEGY_NAMES
 
 STRATEGIES = list(STRATEGY_NAMES)
@@ -132,7 +133,7 @@ def list_records(folders: list[str], raw_dir: Path) -> Path:
     raw_dir.mkdir(parents=True, exist_ok=True)
     text = "".join(f"{line}\n" for line in lines)
     if not (raw_dir / "RECORDS").is_file() or (raw_dir / "RECORDS").read_text() != text:
-        (raw_dir / "RECORDS").write_text(text)  # rewritten only when it changes: the build's fingerprint stays
+        atomic_write_text(raw_dir / "RECORDS", text)  # rewritten only when it changes: the build's fingerprint stays
     print(f"=== data: {len(lines)} records of {len(folders)} folders listed in {raw_dir / 'RECORDS'}")
     return raw_dir
 
