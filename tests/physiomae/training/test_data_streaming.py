@@ -11,6 +11,7 @@ import pytest
 from physiomae.training.checkpoints import list_checkpoints
 from test_pretraining import (  # noqa: F401  (one_torch_thread, tiny_dataset: the training tests' fixtures)
     assert_same_weights, base_arguments, export_weights, one_torch_thread, read_log, run_train, tiny_dataset,
+    torchrun_train,
 )
 
 
@@ -24,8 +25,8 @@ def streaming_arguments(dataset, output_dir, *extra):
                           "--log_sample_ids", *extra)
 
 
-def sample_ids_per_step(output_dir: Path) -> list:
-    rows = read_log(output_dir / "sample_ids" / "rank_0.jsonl")
+def sample_ids_per_step(output_dir: Path, rank: int = 0) -> list:
+    rows = read_log(output_dir / "sample_ids" / f"rank_{rank}.jsonl")
     return [row["sample_ids"] for row in rows if "sample_ids" in row]
 
 
@@ -66,6 +67,36 @@ def test_streaming_resume_mid_epoch_reproduces_the_uninterrupted_run(tiny_datase
     # the resumed run saw the same windows at every step after the checkpoint
     assert sample_ids_per_step(interrupted)[-3:] == straight_ids[-3:]
     assert_same_weights(export_weights(straight / "export"), export_weights(interrupted / "export"))
+
+
+def test_two_processes_stream_disjoint_shards_and_resume_exactly(tiny_dataset, tmp_path):
+    """configs/full_multi_gpu.yaml's data path on 2 CPU processes: each rank streams its own 2 of the 4 shards, the
+    ranks end with one set of weights, and a resume from a mid-run checkpoint continues every rank's own stream."""
+    import shutil
+
+    def arguments(output_dir, *extra):
+        return base_arguments(tiny_dataset, output_dir, "--streaming", "--streaming_num_shards", 4,
+                              "--shuffle_buffer_size", 8, "--max_steps", 6, "--per_device_batch_size", 2,
+                              "--max_train_windows", 12, "--save_steps", 3, "--save_total_limit", 3,
+                              "--log_sample_ids", *extra)
+
+    straight = tmp_path / "straight"
+    torchrun_train(arguments(straight))
+    ids = {rank: sample_ids_per_step(straight, rank) for rank in (0, 1)}
+    assert len(ids[0]) == len(ids[1]) == 6
+    streamed = {rank: {sample for step in ids[rank] for batch in step for sample in batch} for rank in (0, 1)}
+    # 12 windows in 4 shards: 6 per rank, none on both, every window streamed
+    assert len(streamed[0]) == len(streamed[1]) == 6 and not streamed[0] & streamed[1]
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight / "checkpoints" / "checkpoint-3", resumed / "checkpoints" / "checkpoint-3")
+    torchrun_train(arguments(resumed, "--resume_from_checkpoint", "latest"))
+    assert [entry["step"] for entry in read_log(resumed / "train_log.jsonl")] == [4, 5, 6]
+    straight_losses = [entry["loss"] for entry in read_log(straight / "train_log.jsonl")]
+    assert [entry["loss"] for entry in read_log(resumed / "train_log.jsonl")] == straight_losses[3:]
+    for rank in (0, 1):
+        assert sample_ids_per_step(resumed, rank) == ids[rank][3:]
+    assert_same_weights(export_weights(straight / "export"), export_weights(resumed / "export"))
 
 
 def test_streaming_resume_with_another_shuffle_buffer_restarts_the_epoch(tiny_dataset, tmp_path):

@@ -406,18 +406,22 @@ def test_export_carries_the_preprocessing_the_dataset_was_built_with(tmp_path):
         assert AutoFeatureExtractor.from_pretrained(output_dir / "export", trust_remote_code=True).clip_value == 7.5
 
 
-def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path):
-    output_dir = tmp_path / "ddp"
+def torchrun_train(arguments: list) -> None:
+    """train.py in 2 CPU processes (`ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2`); fails with its output."""
     # no OMP_NUM_THREADS: train.py itself gives each of the 2 processes its share of the cores
     environment = {**{key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"},
                    "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO_ROOT / "train.py"),
-               *map(str, base_arguments(tiny_dataset, output_dir, "--max_steps", 3, "--per_device_batch_size", 4,
-                                        "--save_steps", 0, "--log_sample_ids", "--reconstruction_eval_fraction", 0.5,
-                                        "--reconstruction_eval_steps", 2))]
+               str(REPO_ROOT / "train.py"), *map(str, arguments)]
     result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+
+def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path):
+    output_dir = tmp_path / "ddp"
+    torchrun_train(base_arguments(tiny_dataset, output_dir, "--max_steps", 3, "--per_device_batch_size", 4,
+                                  "--save_steps", 0, "--log_sample_ids", "--reconstruction_eval_fraction", 0.5,
+                                  "--reconstruction_eval_steps", 2))
 
     cores = len(os.sched_getaffinity(0))
     assert json.loads((output_dir / "run_args.json").read_text())["intra_op_threads"] == max(1, cores // 2)
