@@ -224,9 +224,18 @@ def calling_module(prefixes: tuple[str, ...] = ("PhysioMAE", "PatchTST")) -> str
     return "other"
 
 
-def count_aten_operators(run: Callable[[], Any], by_module: bool = False) -> int | dict[str, int]:
-    """Number of ATen operator calls (roughly: kernels launched) while `run` executes; with `by_module`, per
-    `calling_module` instead (functions count for the module that calls them)."""
+def returns_a_view(func) -> bool:
+    """True for operators that only make a view or alias of their input (reshape, transpose, detach, ...): metadata
+    changes that launch no kernel."""
+    return bool(func.is_view) or any(
+        value.alias_info is not None and not value.alias_info.is_write for value in func._schema.returns
+    ) or func._schema.name == "aten::_unsafe_view"
+
+
+def count_aten_operators(run: Callable[[], Any], by_module: bool = False, computing_only: bool = False) -> int | dict[str, int]:
+    """Number of ATen operator calls while `run` executes; with `computing_only`, only those that compute (not
+    `returns_a_view`: roughly, the kernels launched); with `by_module`, per `calling_module` instead (functions count
+    for the module that calls them)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class OperatorCounter(TorchDispatchMode):
@@ -238,6 +247,8 @@ def count_aten_operators(run: Callable[[], Any], by_module: bool = False) -> int
             self.by_module: dict[str, int] = {}
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if computing_only and returns_a_view(func):
+                return func(*args, **(kwargs or {}))
             self.calls += 1
             if by_module:
                 module = calling_module()
@@ -434,6 +445,7 @@ def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings
         if not count_operators:
             continue
         operators = count_aten_operators(training_step_function(case, settings.max_grad_norm))
+        computing_operators = count_aten_operators(training_step_function(case, settings.max_grad_norm), computing_only=True)
         forward_operators = count_aten_operators(case.compute_loss)
         forward_by_module = count_aten_operators(case.compute_loss, by_module=True)
         case.optimizer.zero_grad(set_to_none=True)
@@ -441,6 +453,7 @@ def measure_pretraining_side_by_side(cases: dict[str, PretrainingCase], settings
         case.optimizer.zero_grad(set_to_none=True)
         results[name].update({
             "aten_operators_per_step": operators,
+            "aten_operators_per_step_computing": computing_operators,
             "aten_operators_forward": forward_operators,
             "aten_operators_forward_by_module": forward_by_module,
             "aten_operators_forward_backward": forward_backward_operators,
@@ -606,11 +619,13 @@ def markdown_summary(report: dict[str, Any]) -> str:
                          f"{physiomae['achieved_flops_per_s'] / 1e12:.2f} | {patchtst['achieved_flops_per_s'] / 1e12:.2f} | "
                          f"{physiomae['achieved_flops_per_s'] / peak:.1%} | {patchtst['achieved_flops_per_s'] / peak:.1%} |")
     lines += ["", "ATen operators (dispatcher calls) of one step: forward only / forward + backward / the whole training "
-              "step (forward, backward, clipping, AdamW); graph breaks of the training forward (`torch._dynamo.explain`).",
+              "step (forward, backward, clipping, AdamW); of the whole step, those that compute (not views, aliases or "
+              "detaches: roughly, the kernels launched); graph breaks of the training forward (`torch._dynamo.explain`).",
               "", "| size | precision | PhysioMAE fwd / fwd+bwd / step | PatchTST fwd / fwd+bwd / step | fwd+bwd ratio | "
+              "computing, whole step (PhysioMAE / PatchTST) | "
               "parameter tensors (PhysioMAE / PatchTST) | graph breaks (PhysioMAE / PatchTST) | PhysioMAE compiled windows/s "
               "| compiled / PatchTST | compile s |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in report["pretraining"]:
         physiomae, patchtst, compiled = row["physiomae"], row["patchtst"], row.get("physiomae_compiled")
 
@@ -624,6 +639,7 @@ def markdown_summary(report: dict[str, Any]) -> str:
                           f"{compiled['compile_s']:.0f}" if compiled else "- | - | -")
         lines.append(
             f"| {row['size']} | {row['precision']} | {counts(physiomae)} | {counts(patchtst)} | {ratio:.2f}x | "
+            f"{physiomae.get('aten_operators_per_step_computing', '?')} / {patchtst.get('aten_operators_per_step_computing', '?')} | "
             f"{physiomae.get('parameter_tensors', '?')} / {patchtst.get('parameter_tensors', '?')} | "
             f"{physiomae.get('graph_breaks', '?')} / {patchtst.get('graph_breaks', '?')} | {compiled_cells} |"
         )
