@@ -125,7 +125,8 @@ def write_random_dataset(path: Path, num_windows: int, seed: int = 0) -> None:
 
 
 def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps: int, num_workers: int,
-                  workdir: Path, torch_compile: bool = False, dataset_windows: int | None = None) -> dict:
+                  workdir: Path, torch_compile: bool = False, dataset_windows: int | None = None,
+                  windows_on_device: bool = False) -> dict:
     """
     train.py end to end on a synthetic Arrow dataset (`dataset_windows`, default 1.2 batches per step: the ~10 %
     of records held out for the reconstruction error leave one epoch longer than the run, so that no epoch boundary,
@@ -140,7 +141,9 @@ def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps
     dataset = workdir / f"dataset-{dataset_windows}"
     if not dataset.exists():
         write_random_dataset(dataset, num_windows=dataset_windows)
-    output_dir = workdir / f"pipeline-{size}-{precision}{'-compiled' if torch_compile else ''}"
+    output_dir = workdir / (f"pipeline-{size}-{precision}{'-compiled' if torch_compile else ''}"
+                            f"{'-on-device' if windows_on_device else ''}")
+    num_workers = 0 if windows_on_device else num_workers  # the held windows are indexed in the main process
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     interval = max(1, steps // 4)
@@ -149,18 +152,24 @@ def time_pipeline(size: str, device: str, precision: str, batch_size: int, steps
                 "--overwrite_output_dir", "--max_steps", str(steps), "--per_device_batch_size", str(batch_size),
                 "--mixed_precision", precision, "--num_workers", str(num_workers), "--logging_steps", str(interval),
                 "--reconstruction_eval_steps", "0", "--save_steps", "0", "--report_to", "none", "--disable_tqdm",
-                *(["--torch_compile"] if torch_compile else [])])
+                *(["--torch_compile"] if torch_compile else []), *(["--windows_on_device"] if windows_on_device else [])])
     wall = time.perf_counter() - start
     log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
     middle = log[1:-1] if len(log) > 2 else log[1:]
     steady = [entry["windows_per_s"] for entry in middle if entry.get("windows_per_s")]
     return {
         "kind": "pipeline", "size": size, "device": device, "precision": precision, "batch_size": batch_size,
-        "steps": steps, "num_workers": num_workers, "torch_compile": torch_compile, "dataset_windows": dataset_windows,
+        "steps": steps, "num_workers": num_workers, "torch_compile": torch_compile, "windows_on_device": windows_on_device,
+        "dataset_windows": dataset_windows,
         "windows_per_s": sum(steady) / len(steady) if steady else None,
         "first_interval_s": batch_size / log[0]["windows_per_s"] if log[0].get("windows_per_s") else None,
         "wall_s_including_startup_and_export": wall, "final_loss": log[-1]["loss"],
     }
+
+
+# --pipeline_modes: (--torch_compile, --windows_on_device) of each, run in this order
+PIPELINE_MODES = {"eager": (False, False), "compiled": (True, False), "on_device": (False, True),
+                  "compiled_on_device": (True, True)}
 
 
 def render_markdown(folder: Path) -> str:
@@ -169,7 +178,8 @@ def render_markdown(folder: Path) -> str:
         "",
         "Windows/s of one optimizer step (forward + backward + gradient clipping + AdamW) of",
         "`PhysioMAEForPreTraining` with input modality dropout. `step` = model on in-memory random windows;",
-        "`pipeline` = `train.py` end to end (Arrow dataset, DataLoader, Accelerate, logging). Model sizes are the",
+        "`pipeline` = `train.py` end to end (Arrow dataset, DataLoader, Accelerate, logging; \"windows on the",
+        "device\" = `--windows_on_device`: the split collated once and indexed on the device). Model sizes are the",
         "model fields of `configs/tiny.yaml` (hidden 64, 2 layers) and `configs/base.yaml` (hidden 256, 8 layers,",
         "8 heads, decoders 128 x 2). Every window is 13 channels x 3,000 samples (30 s at 100 Hz).",
         "",
@@ -193,7 +203,8 @@ def render_markdown(folder: Path) -> str:
             def number(value, digits):
                 return "–" if value is None else f"{value:.{digits}f}"
 
-            kind = row["kind"] + (" (torch.compile)" if row.get("torch_compile") else "")
+            kind = row["kind"] + (" (torch.compile)" if row.get("torch_compile") else "") + (
+                ", windows on the device" if row.get("windows_on_device") else "")
             lines.append(
                 f"| {kind} | {row['size']} | {row['device']} | {row['precision']} | {row['batch_size']} | "
                 f"{row.get('threads', row.get('num_workers', ''))} | {number(row['windows_per_s'], 1)} | "
@@ -229,8 +240,8 @@ def main() -> None:
     parser.add_argument("--pipeline", action="store_true", help="also time train.py end to end")
     parser.add_argument("--pipeline_workers", type=int, default=0)
     parser.add_argument("--pipeline_steps", type=int, default=None, help="train.py steps (default max(steps, 8))")
-    parser.add_argument("--pipeline_modes", nargs="+", default=["eager"], choices=["eager", "compiled"],
-                        help="train.py as it is and/or with --torch_compile (every eager run first)")
+    parser.add_argument("--pipeline_modes", nargs="+", default=["eager"], choices=list(PIPELINE_MODES),
+                        help="train.py as it is, with --torch_compile and/or with --windows_on_device (in this order)")
     parser.add_argument("--pipeline_workdir", default=None,
                         help="folder for the synthetic datasets and run folders (kept; default: a temporary one)")
     parser.add_argument("--pipeline_sizes", nargs="+", default=None, help="sizes of the pipeline runs (default --sizes)")
@@ -288,17 +299,19 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             workdir = args.pipeline_workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-train-"))
             Path(workdir).mkdir(parents=True, exist_ok=True)
-            modes = [mode == "compiled" for mode in ("eager", "compiled") if mode in args.pipeline_modes]
-            for torch_compile in modes:  # every eager run first
+            for mode, (torch_compile, on_device) in PIPELINE_MODES.items():
+                if mode not in args.pipeline_modes:
+                    continue
                 for size in args.pipeline_sizes or args.sizes:
                     precision = precisions[-1]
                     try:
                         row = time_pipeline(size, device, precision, default_batch[size],
                                             args.pipeline_steps or max(steps, 8), args.pipeline_workers, Path(workdir),
-                                            torch_compile=torch_compile)
+                                            torch_compile=torch_compile, windows_on_device=on_device)
                     except Exception as error:  # record, keep going
                         row = {"kind": "pipeline", "size": size, "device": device, "precision": precision,
                                "batch_size": default_batch[size], "torch_compile": torch_compile,
+                               "windows_on_device": on_device,
                                "error": f"{type(error).__name__}: {error}"[:300]}
                     record(row)
     markdown = results_dir / "results_train.md"

@@ -2,7 +2,8 @@
 # The GPU check: run it first whenever a GPU is lent. On a bare machine it installs what is missing (the wheels of
 # benchmarks/fetch_gpu_wheels.sh), prints the device and versions, measures the device's dense matmul rate, runs the
 # pretraining throughput benchmarks (PhysioMAE beside PatchTST, tiny and base, fp32 and bf16, a batch sweep for
-# base) and train.py end to end on a synthetic dataset (eager and with --torch_compile), and writes every result
+# base) and train.py end to end on a synthetic dataset (eager, with the windows held on the GPU, and with
+# --torch_compile), and writes every result
 # file (6 files) into ${OUT:-benchmarks/gpu_results}, judged against the targets (gpu_check_summary.py). Every
 # stage has its own time budget and the whole check stops within GPU_CHECK_BUDGET_S (480 s); a stage that fails or
 # runs out of time loses only its own numbers.
@@ -123,8 +124,8 @@ print(next((r['flops_per_s'] for r in rows if r['precision'] == 'bf16' and r['co
 echo "device peak used for the FLOP shares: ${PEAK_FLOPS} FLOP/s"
 stage patchtst_batch256 150 "$PYTHON" benchmarks/bench_pretraining_vs_patchtst.py "${COMMON[@]}" --skip-counts \
     --skip-data --skip-embedding --peak-flops "$PEAK_FLOPS" --out "$WORK/patchtst_1_batch256.json"
-stage train_eager 150 "$PYTHON" benchmarks/bench_train.py --tag gpu --sizes "${STEP_SIZES[@]}" "${TRAIN[@]}" --pipeline \
-    --pipeline_modes eager --pipeline_workdir "$WORK/train" --results_dir "$WORK"
+stage train_eager 200 "$PYTHON" benchmarks/bench_train.py --tag gpu --sizes "${STEP_SIZES[@]}" "${TRAIN[@]}" --pipeline \
+    --pipeline_modes eager on_device --pipeline_workdir "$WORK/train" --results_dir "$WORK"
 stage patchtst_sweep 90 "$PYTHON" benchmarks/bench_pretraining_vs_patchtst.py "${SWEEP[@]}" --skip-counts \
     --skip-data --skip-embedding --peak-flops "$PEAK_FLOPS" --out "$WORK/patchtst_2_sweep.json"
 if [[ "$SMOKE" != 1 || "${GPU_CHECK_SMOKE_COMPILE:-0}" == 1 ]]; then

@@ -120,6 +120,7 @@ def target_rows(patchtst: dict | None, train: dict | None, peak_flops: float) ->
     pipelines = [row for row in results if row["kind"] == "pipeline"]
     for row in pipelines:
         label = (f"4. train.py / model step, {row['size']} {row['precision']} batch {row['batch_size']}"
+                 f"{', windows on the device' if row.get('windows_on_device') else ''}"
                  f"{' (torch.compile) / eager step' if row.get('torch_compile') else ''}")
         step = steps.get((row["size"], row["precision"], row["batch_size"]))
         if row.get("error") or not row.get("windows_per_s"):

@@ -86,6 +86,12 @@ class DataArguments:
     streaming_num_shards: int = field(default=16, metadata={"help": "Shards of the streamed dataset (>= processes x workers)."})
     shuffle_buffer_size: int = field(default=2048, metadata={"help": "Shuffle buffer of the streamed dataset."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per training process."})
+    windows_on_device: bool = field(
+        default=False,
+        metadata={"help": "Collate the training windows once and hold them on the training device (a GPU's memory): "
+                  "batches are indexed there, with no loading per step. For splits that fit (checked); the same "
+                  "batches as without it; needs --num_workers 0, not --streaming."},
+    )
     max_train_windows: Optional[int] = field(default=None, metadata={"help": "Use only the first N windows (quick runs)."})
     dataloader_drop_last: bool = field(default=False, metadata={"help": "Drop the last incomplete batch of each epoch."})
     reconstruction_eval_fraction: float = field(
@@ -209,6 +215,10 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ValueError("set --max_steps > 0 or --num_epochs >= 1")
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps > 0 (a streamed dataset has no length to count epochs from)")
+    if data_args.windows_on_device and (data_args.streaming or data_args.num_workers > 0):
+        raise ValueError("--windows_on_device holds the whole split on the device and indexes it in the main process: "
+                         "it excludes --streaming and needs --num_workers 0 "
+                         f"(got streaming={data_args.streaming}, num_workers={data_args.num_workers})")
     if training_args.push_to_hub and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
     if not 0.0 <= training_args.warmup_ratio < 1.0:

@@ -150,6 +150,73 @@ class ArrowWindowDataset(torch.utils.data.Dataset):
         )
 
 
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Bytes free on `device` (a CUDA device's free memory, the host's MemAvailable for the CPU); None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def check_fits_on_device(num_bytes: int, free_bytes: int | None, device: torch.device, num_windows: int,
+                         share: float = 0.5) -> None:
+    """Raise a ValueError naming the sizes when `num_bytes` of windows would take more than `share` of the free
+    memory of `device` (the rest is left to the model, its activations and the optimizer)."""
+    if free_bytes is not None and num_bytes > share * free_bytes:
+        raise ValueError(
+            f"--windows_on_device: the {num_windows} training windows need {num_bytes / 2**30:.2f} GiB on {device}, "
+            f"more than {share:.0%} of its {free_bytes / 2**30:.2f} GiB free; train without --windows_on_device "
+            f"(DataLoader workers) or with --streaming"
+        )
+
+
+class DeviceWindowDataset(torch.utils.data.Dataset):
+    """
+    The split collated once (as `ArrowWindowDataset` collates it, float16 datasets kept float16) and held on the
+    training device: a batch is one `index_select` there, with no Arrow read, no collation and no host-to-device
+    copy. Same rows, same values and same batches (the same sampler) as `ArrowWindowDataset`, so a run gives the
+    same steps either way. For splits that fit on the device (`check_fits_on_device`), e.g. the real excerpts on
+    a GPU. The DataLoader must run in the main process (`num_workers=0`): workers cannot hand out device tensors.
+    """
+
+    def __init__(self, windows: ArrowWindowDataset, device: torch.device, chunk_size: int = 1024):
+        num_rows = len(windows)
+        first = windows.__getitems__(list(range(min(chunk_size, num_rows))))
+        values, mask = first["input_values"], first["modality_mask"]
+        check_fits_on_device(num_rows * values[0].numel() * values.element_size(), free_memory_bytes(device), device,
+                             num_rows)
+        self.input_values = torch.empty((num_rows, *values.shape[1:]), dtype=values.dtype, device=device)
+        self.modality_mask = torch.empty((num_rows, *mask.shape[1:]), dtype=mask.dtype, device=device)
+        self.sample_ids: list[str] = []
+        for start in range(0, num_rows, chunk_size):  # one chunk at a time on the host
+            chunk = first if start == 0 else windows.__getitems__(list(range(start, min(start + chunk_size, num_rows))))
+            stop = start + len(chunk["sample_ids"])
+            self.input_values[start:stop].copy_(chunk["input_values"])
+            self.modality_mask[start:stop].copy_(chunk["modality_mask"])
+            self.sample_ids += chunk["sample_ids"]
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        rows = torch.as_tensor(indices, dtype=torch.long).to(self.device, non_blocking=True)
+        return {
+            "input_values": self.input_values.index_select(0, rows),  # (batch, model_channels, window_length)
+            "modality_mask": self.modality_mask.index_select(0, rows),  # (batch, model_modalities)
+            "sample_ids": [self.sample_ids[index] for index in indices],
+        }
+
+
 def batch_passthrough(batch: dict[str, Any]) -> dict[str, Any]:
     """collate_fn of ArrowWindowDataset loaders: the dataset already built the batch."""
     return batch
@@ -357,11 +424,16 @@ def build_training_data(split_dataset, config, data_args: DataArguments, trainin
         return TrainingData(dataloader, None, None, True, streamed, dropped, order_settings=order_settings, **extras)
 
     dataset = ArrowWindowDataset(split_dataset, collator)
+    if data_args.windows_on_device:
+        dataset = DeviceWindowDataset(dataset, accelerator.device)
+        logger.info("holding the %d training windows on %s (%.2f GiB)", len(dataset), accelerator.device,
+                    dataset.input_values.numel() * dataset.input_values.element_size() / 2**30)
     sampler = EpochShuffleSampler(len(dataset), training_args.seed)
     dataloader = torch.utils.data.DataLoader(
         dataset, batch_size=training_args.per_device_batch_size, sampler=sampler, collate_fn=batch_passthrough,
         num_workers=data_args.num_workers, drop_last=data_args.dataloader_drop_last,
-        persistent_workers=data_args.num_workers > 0, pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=data_args.num_workers > 0,
+        pin_memory=accelerator.device.type == "cuda" and not data_args.windows_on_device,
     )
     dataloader = accelerator.prepare(dataloader)
     if len(dataloader) == 0:
