@@ -417,11 +417,12 @@ def torchrun_train(arguments: list) -> None:
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
 
-def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("data_path", [(), ("--windows_on_device",)], ids=["arrow", "windows_on_device"])
+def test_two_processes_with_torchrun_share_weights_and_split_the_data(tiny_dataset, tmp_path, data_path):
     output_dir = tmp_path / "ddp"
     torchrun_train(base_arguments(tiny_dataset, output_dir, "--max_steps", 3, "--per_device_batch_size", 4,
                                   "--save_steps", 0, "--log_sample_ids", "--reconstruction_eval_fraction", 0.5,
-                                  "--reconstruction_eval_steps", 2))
+                                  "--reconstruction_eval_steps", 2, *data_path))
 
     cores = len(os.sched_getaffinity(0))
     assert json.loads((output_dir / "run_args.json").read_text())["intra_op_threads"] == max(1, cores // 2)
